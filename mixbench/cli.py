@@ -1,0 +1,162 @@
+"""The `mixbench` command line. Heavy imports (torch, mlflow) happen inside commands."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from mixbench.errors import MixbenchError
+
+EXIT_USAGE = 2
+
+
+def _user_errors(fn):
+    """A MixbenchError (bad input, missing data) becomes one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except MixbenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return wrapper
+
+
+def _setup_logging() -> None:
+    class TqdmHandler(logging.Handler):  # log lines must not tear the progress bar
+        def emit(self, record):
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+
+    handler = TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    for name in ("mixbench", "algorithms", "tasks"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mixbench")
+def cli():
+    """mixbench: compare data-mixing strategies (R&B and baselines) on one shared trainer."""
+    _setup_logging()
+
+
+@cli.command("list")
+@_user_errors
+def list_cmd():
+    """List strategies and tasks, with where each comes from."""
+    from mixbench import registry
+
+    click.echo("strategies:")
+    for entry in registry.strategies.entries():
+        params = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in _defaults(entry.obj).items())
+        click.echo(f"  {entry.name:<12} {entry.obj.summary()}")
+        click.echo(f"  {'':<12} {('hyperparameters: ' + params) if params else 'no hyperparameters'}"
+                   f"  [{entry.origin}]")
+    click.echo("tasks:")
+    for entry in registry.tasks.entries():
+        task = entry.obj()
+        b = task.budget
+        click.echo(f"  {entry.name:<12} {entry.obj.summary()}")
+        click.echo(f"  {'':<12} status: {task.status()}; default budget {b.steps} steps, "
+                   f"{b.steps_per_round} per round, batch {b.batch_size}×{b.seq_len}  [{entry.origin}]")
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             epilog="Strategy hyperparameters are passed as --NAME VALUE (e.g. --lam 3 for rnb); "
+                    "`mixbench list` shows each strategy's.")
+@click.option("--algo", required=True, help="Strategy name (see `mixbench list`).")
+@click.option("--task", default="champ", show_default=True, help="Task name (see `mixbench list`).")
+@click.option("--steps", type=int, help="Optimiser steps [task default].")
+@click.option("--steps-per-round", type=int, help="K: steps between mixture updates [task default].")
+@click.option("--batch-size", type=int, help="Examples per step [task default].")
+@click.option("--seq-len", type=int, help="Tokens per example [task default].")
+@click.option("--lr", type=float, help="Peak learning rate [task default].")
+@click.option("--eval-per-domain", type=int, help="Eval examples per domain at round ends [task default].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--model", default="gpt", show_default=True,
+              help="'gpt' (small GPT from scratch) or a local directory with an HF causal LM.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Results go to OUT/<task>/<algo>/original/seed<N>.json.")
+@click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True,
+              help="Log the run to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db).")
+@click.option("--experiment", default="mixbench", show_default=True, help="MLflow experiment name.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.pass_context
+@_user_errors
+def run_cmd(ctx, algo, task, out_dir, use_mlflow, experiment, progress, seed, device, model, **budget):
+    """Train once with one strategy on one task and report loss, mixture and overhead."""
+    from mixbench import registry
+    from mixbench.run import RunRequest, execute
+
+    strategy_cls = registry.strategies.get(algo)
+    task_obj = registry.tasks.create(task)
+    strategy = strategy_cls(**_parse_hyperparameters(algo, strategy_cls, ctx.args))
+    try:
+        strategy.check_params()
+    except ValueError as exc:
+        raise MixbenchError(str(exc)) from None
+    request = RunRequest(algo=algo, strategy=strategy, task_name=task, task=task_obj, out_dir=out_dir,
+                         use_mlflow=use_mlflow, experiment=experiment, progress=progress,
+                         overrides=dict(budget, seed=seed, device=device, model=model))
+    sys.exit(execute(request))
+
+
+def _defaults(strategy_cls) -> dict:
+    return {
+        p.name: p.default
+        for p in inspect.signature(strategy_cls.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def _parse_hyperparameters(algo: str, strategy_cls, args: list[str]) -> dict:
+    """Turn leftover `--name value` / `--name=value` arguments into the strategy's keywords,
+    converted to the type of each default."""
+    defaults = _defaults(strategy_cls)
+    known = ", ".join(f"--{k.replace('_', '-')}" for k in defaults) or "none"
+    params, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise MixbenchError(f"unexpected argument {arg!r}")
+        name, _, value = arg[2:].partition("=")
+        if not _:
+            if i + 1 >= len(args):
+                raise MixbenchError(f"option --{name} needs a value")
+            value, i = args[i + 1], i + 1
+        key = name.replace("-", "_")
+        if key not in defaults:
+            raise MixbenchError(f"no such option --{name} (run options: see --help; {algo} hyperparameters: {known})")
+        params[key] = _convert(name, value, defaults[key])
+        i += 1
+    return params
+
+
+def _convert(name: str, value: str, default):
+    kind = type(default) if default is not None and default is not inspect.Parameter.empty else str
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return value.lower() in ("true", "1", "yes")
+        return kind(value)
+    except ValueError:
+        raise MixbenchError(f"--{name} expects a {kind.__name__}, got {value!r}") from None
+
+
+def main() -> None:
+    cli()

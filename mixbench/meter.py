@@ -1,0 +1,103 @@
+"""The overhead meter: FLOPs and wall-clock seconds, attributed to who caused them.
+
+Categories used by the trainer:
+  train     forward + backward + optimiser of the normal training steps (6 * N * tokens FLOPs)
+  eval      evaluation passes done for reporting only (2 * N * tokens FLOPs)
+  tap       the gradient tap's extra work (per-domain accumulator adds)
+  strategy  what the strategy causes: its own compute (e.g. the Gram), probes, evaluations it
+            requires
+Overhead is everything but `train` and `eval`, relative to `train`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+OVERHEAD_CATEGORIES = ("tap", "strategy")
+
+
+@dataclass(frozen=True)
+class OverheadReport:
+    train_flops: float
+    overhead_flops: float          # honest total: everything the strategy and the tap caused
+    paper_flops: float             # Gram products only, as the paper's App. D counts R&B
+    train_seconds: float
+    overhead_seconds: float
+    flops_by_label: dict
+    seconds_by_label: dict
+
+    @property
+    def flops_pct(self) -> float:
+        return _pct(self.overhead_flops, self.train_flops)
+
+    @property
+    def paper_flops_pct(self) -> float:
+        return _pct(self.paper_flops, self.train_flops)
+
+    @property
+    def seconds_pct(self) -> float:
+        return _pct(self.overhead_seconds, self.train_seconds)
+
+    def to_dict(self) -> dict:
+        return {
+            "train_flops": self.train_flops,
+            "overhead_flops": self.overhead_flops,
+            "paper_flops": self.paper_flops,
+            "flops_pct": self.flops_pct,
+            "paper_flops_pct": self.paper_flops_pct,
+            "train_seconds": self.train_seconds,
+            "overhead_seconds": self.overhead_seconds,
+            "seconds_pct": self.seconds_pct,
+            "flops_by_label": dict(self.flops_by_label),
+            "seconds_by_label": dict(self.seconds_by_label),
+        }
+
+
+def _pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
+class Meter:
+    """Accumulates FLOPs and seconds per (category, label); `category` decides what is overhead."""
+
+    def __init__(self, synchronize=None):
+        # On CUDA the caller passes torch.cuda.synchronize so timings cover the queued kernels.
+        self._synchronize = synchronize or (lambda: None)
+        self.flops: dict[tuple[str, str], float] = defaultdict(float)
+        self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+
+    def add_flops(self, category: str, label: str, flops: float) -> None:
+        self.flops[(category, label)] += float(flops)
+
+    def add_seconds(self, category: str, label: str, seconds: float) -> None:
+        self.seconds[(category, label)] += float(seconds)
+
+    @contextmanager
+    def timed(self, category: str, label: str):
+        self._synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._synchronize()
+            self.seconds[(category, label)] += time.perf_counter() - start
+
+    def total_flops(self, *categories: str) -> float:
+        return sum(v for (c, _), v in self.flops.items() if c in categories)
+
+    def total_seconds(self, *categories: str) -> float:
+        return sum(v for (c, _), v in self.seconds.items() if c in categories)
+
+    def report(self) -> OverheadReport:
+        return OverheadReport(
+            train_flops=self.total_flops("train"),
+            overhead_flops=self.total_flops(*OVERHEAD_CATEGORIES),
+            paper_flops=sum(v for (c, lbl), v in self.flops.items() if c == "strategy" and lbl == "gram"),
+            train_seconds=self.total_seconds("train"),
+            overhead_seconds=self.total_seconds(*OVERHEAD_CATEGORIES),
+            flops_by_label={f"{c}/{lbl}": v for (c, lbl), v in sorted(self.flops.items())},
+            seconds_by_label={f"{c}/{lbl}": v for (c, lbl), v in sorted(self.seconds.items())},
+        )

@@ -1,0 +1,109 @@
+"""Typed registries of strategies and tasks, filled lazily from entry points.
+
+Built-ins and third-party plugins both arrive through the entry-point groups
+`mixbench.strategies` and `mixbench.tasks`. A plugin that fails to import is reported as a
+warning and skipped; the rest still list and run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from mixbench.errors import MixbenchError
+
+T = TypeVar("T")
+
+
+class UnknownName(MixbenchError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicateName(MixbenchError, ValueError):
+    pass
+
+
+class PluginWarning(UserWarning):
+    """A plugin entry point could not be loaded or clashes with another."""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    origin: str   # the distribution and object path it came from, or "registered in code"
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, group: str, base: type):
+        self.kind = kind        # "strategy" / "task", for messages
+        self.group = group      # entry-point group
+        self.base = base        # what every registered object must subclass
+        self._entries: dict[str, Entry[T]] = {}
+        self._loaded = False
+
+    def register(self, name: str, obj: T, origin: str = "registered in code") -> T:
+        if name in self._entries:
+            raise DuplicateName(
+                f"{self.kind} {name!r} is already registered ({self._entries[name].origin})"
+            )
+        if not (isinstance(obj, type) and issubclass(obj, self.base)):
+            raise TypeError(f"{self.kind} {name!r} must be a subclass of {self.base.__name__}, got {obj!r}")
+        self._entries[name] = Entry(name, obj, origin)
+        return obj
+
+    def _load_entry_points(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for ep in sorted(entry_points(group=self.group), key=lambda e: e.name):
+            dist = getattr(ep.dist, "name", None) or "unknown distribution"
+            origin = f"{dist}: {ep.value}"
+            try:
+                obj = ep.load()
+                self.register(ep.name, obj, origin)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+                warnings.warn(
+                    f"skipping {self.kind} plugin {ep.name!r} from {origin}: {type(exc).__name__}: {exc}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+
+    def entries(self) -> list[Entry[T]]:
+        self._load_entry_points()
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def get(self, name: str) -> T:
+        self._load_entry_points()
+        if name in self._entries:
+            return self._entries[name].obj
+        close = difflib.get_close_matches(name, list(self._entries), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(sorted(self._entries)) or "none"
+        raise UnknownName(f"unknown {self.kind} {name!r}{hint} (known: {known})")
+
+    def create(self, name: str, **params):
+        return self.get(name)(**params)
+
+
+def _strategy_registry() -> Registry:
+    from mixbench.strategy import MixingStrategy
+
+    return Registry("strategy", "mixbench.strategies", MixingStrategy)
+
+
+def _task_registry() -> Registry:
+    from mixbench.task import Task
+
+    return Registry("task", "mixbench.tasks", Task)
+
+
+strategies = _strategy_registry()
+tasks = _task_registry()

@@ -1,0 +1,122 @@
+"""The results schema: one JSON per run, the same for every strategy and task."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+def result_path(out_dir: Path, task: str, algo: str, domains: str, seed: int) -> Path:
+    """The fixed place of a run's results: <out>/<task>/<algo>/<domains>/seed<n>.json."""
+    return Path(out_dir) / task / algo / domains / f"seed{seed}.json"
+
+
+def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, error=None,
+                 started_at, domains_method="original") -> dict:
+    report = history.meter.report() if history.meter is not None else None
+    domains = list(history.domains)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,            # finished | interrupted | failed
+        "error": error,
+        "started_at": started_at,
+        "finished_at": _now(),
+        "strategy": {"name": algo, "params": strategy.get_params()},
+        "task": {"name": task_name, **asdict(task_info), "num_domains": len(domains)},
+        "domains": {"method": domains_method, "names": domains},
+        "seed": cfg.seed,
+        "config": asdict(cfg),
+        "environment": environment(history.device),
+        "metrics": {
+            "initial_mean_eval_loss": history.initial_mean_eval_loss,
+            "final_mean_eval_loss": history.final_mean_eval_loss,
+            "initial_eval_losses": dict(zip(domains, history.initial_eval_losses)),
+            "final_eval_losses": dict(zip(domains, history.final_eval_losses)),
+            "steps_done": len(history.train_losses),
+            "tokens_trained": history.tokens_trained,
+            "num_params": history.num_params,
+            "train_seconds": history.seconds,
+        },
+        "overhead": report.to_dict() if report is not None else None,
+        "eval_proportions": history.eval_proportions,
+        "mixture": {
+            "per_round": [r.mixture for r in history.rounds],
+            "final": history.final_mixture,
+        },
+        "rounds": [asdict(r) for r in history.rounds],
+        "train_losses": history.train_losses,
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Atomic write (temp file + rename), so a crash never leaves half a results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def environment(device: str) -> dict:
+    return {
+        "mixbench": _version("mixbench"),
+        "torch": _version("torch"),
+        "numpy": _version("numpy"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "git_hash": git_hash(),
+    }
+
+
+def git_hash() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_safe(value):
+    """NaN and inf become null (JSON has neither); numpy types become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

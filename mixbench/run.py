@@ -1,0 +1,191 @@
+"""One `mixbench run`: load the task, train, save the results JSON, mirror it to MLflow, summarise.
+
+Whatever happens during training (finish, Ctrl-C, a crash) the results JSON is written with
+its status and everything recorded so far, and the MLflow run is closed with a matching status.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from mixbench.errors import MixbenchError
+from mixbench.results import _now, build_result, result_path, write_json
+from mixbench.strategy import MixingStrategy
+from mixbench.task import Task
+
+log = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class RunRequest:
+    algo: str
+    strategy: MixingStrategy
+    task_name: str
+    task: Task
+    out_dir: Path
+    use_mlflow: bool = True
+    experiment: str = "mixbench"
+    tracking_uri: str | None = None
+    progress: bool = True
+    overrides: dict = field(default_factory=dict)
+
+
+def execute(req: RunRequest) -> int:
+    """Runs the request; returns the process exit code. Raises MixbenchError for bad input."""
+    from mixbench.trainer import RunHistory, TrainConfig, train
+
+    cfg = TrainConfig.from_budget(req.task.budget, **req.overrides)
+    cfg.validate()
+    path = result_path(req.out_dir, req.task_name, req.algo, "original", cfg.seed)
+    _check_writable(path.parent)
+    info = req.task.info()
+    data = req.task.load()
+
+    tracker = _start_tracker(req, cfg) if req.use_mlflow else None
+    history, status, error, started_at = RunHistory(), "failed", None, _now()
+    try:
+        if tracker is not None:
+            tracker.log_params(_flat_params(req, cfg, info, len(data.domains)))
+        train(data, req.strategy, cfg, history=history, progress=req.progress,
+              on_step=_step_logger(tracker), on_round=_round_logger(tracker, data.domains))
+        status = "finished"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user"
+    except MixbenchError as exc:
+        error = str(exc)
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        result = build_result(algo=req.algo, strategy=req.strategy, task_name=req.task_name, task_info=info,
+                              cfg=cfg, history=history, status=status, error=error, started_at=started_at)
+        write_json(path, result)
+        if tracker is not None:
+            _finish_tracker(tracker, result, path, history, status)
+        if status != "finished":
+            click.echo(f"{status}: partial results ({len(history.train_losses)} steps) saved to {path}", err=True)
+    _print_summary(result, path, tracker)
+    return 0 if status == "finished" else EXIT_INTERRUPTED
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise MixbenchError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
+
+
+def _start_tracker(req: RunRequest, cfg):
+    from mixbench.tracking import MlflowTracker
+
+    # mlflow sets its own logger to INFO on import; its database-migration chatter is noise here.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+    return MlflowTracker(experiment=req.experiment, tracking_uri=req.tracking_uri,
+                         run_name=f"{req.algo}-{req.task_name}-seed{cfg.seed}",
+                         tags={"mixbench.algo": req.algo, "mixbench.task": req.task_name})
+
+
+def _flat_params(req, cfg, info, num_domains) -> dict:
+    params = {f"strategy.{k}": v for k, v in req.strategy.get_params().items()}
+    params.update({f"train.{k}": v for k, v in vars(cfg).items()})
+    params.update({"algo": req.algo, "task": req.task_name, "task.version": info.version,
+                   "task.num_domains": num_domains, "domains.method": "original"})
+    return params
+
+
+def _step_logger(tracker):
+    if tracker is None:
+        return None
+    return lambda step, loss: tracker.log_metric("train_loss", loss, step)
+
+
+def _round_logger(tracker, domains):
+    if tracker is None:
+        return None
+    from mixbench.tracking import metric_key
+
+    def log_round(record):
+        metrics = {"mean_eval_loss": record.mean_eval_loss, "round": record.round_index}
+        for i, d in enumerate(domains):
+            metrics[metric_key("eval_loss", i, d)] = record.eval_losses[i]
+            metrics[metric_key("p", i, d)] = record.mixture[i]
+        tracker.log_metrics(metrics, step=record.step)
+        tracker.flush()
+
+    return log_round
+
+
+def _finish_tracker(tracker, result, path: Path, history, status: str) -> None:
+    from mixbench.plots import plot_mixture
+
+    overhead = result["overhead"] or {}
+    tracker.log_metrics({f"overhead.{k}": v for k, v in overhead.items() if isinstance(v, (int, float))},
+                        step=len(history.train_losses))
+    tracker.log_artifact(path)
+    if history.rounds:
+        png = plot_mixture(result["mixture"]["per_round"], list(history.domains),
+                           path.with_suffix(".mixture.png"),
+                           title=f"{result['strategy']['name']} on {result['task']['name']}: mixture per round")
+        tracker.log_artifact(png)
+    tracker.finish({"finished": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED"))
+
+
+def _print_summary(result: dict, path: Path, tracker) -> None:
+    m = result["metrics"]
+    domains = result["domains"]["names"]
+    final_p = result["mixture"]["final"] or [float("nan")] * len(domains)
+    cfg = result["config"]
+    echo = click.echo
+    echo(f"\n{result['strategy']['name']} on {result['task']['name']} "
+         f"({len(domains)} domains), seed {result['seed']}, {m['steps_done']}/{cfg['steps']} steps "
+         f"on {result['environment']['device']}, {m['num_params'] / 1e6:.2f}M params, "
+         f"{m['train_seconds']:.0f} s")
+    echo(f"mean eval loss (q-weighted): initial {_f(m['initial_mean_eval_loss'])} -> final "
+         f"{_f(m['final_mean_eval_loss'])}")
+    rows = sorted(range(len(domains)), key=lambda i: _key(m["final_eval_losses"][domains[i]]))
+    shown = rows if len(rows) <= 16 else rows[:6] + [None] + rows[-6:]
+    width = min(32, max(len(d) for d in domains))
+    echo(f"  {'domain':<{width}}  initial    final  p_final")
+    for i in shown:
+        if i is None:
+            echo(f"  ... {len(rows) - 12} more in the results JSON")
+            continue
+        d = domains[i]
+        echo(f"  {d[:width]:<{width}}  {_f(m['initial_eval_losses'][d]):>7}  {_f(m['final_eval_losses'][d]):>7}"
+             f"  {final_p[i]:.4f}")
+    p = [x for x in final_p if x == x]
+    if p:
+        top = max(range(len(final_p)), key=lambda i: final_p[i])
+        echo(f"final mixture: max p {max(p):.4f} ({domains[top]}), min p {min(p):.4f}, "
+             f"uniform would be {1 / len(p):.4f}")
+    o = result["overhead"]
+    if o:
+        echo(f"overhead: {o['flops_pct']:.4f} % of training FLOPs "
+             f"(Gram only, as the paper counts: {o['paper_flops_pct']:.4f} %); "
+             f"{o['seconds_pct']:.2f} % of training seconds "
+             f"({o['overhead_seconds']:.2f} s of {o['train_seconds']:.1f} s)")
+    echo(f"results: {path}")
+    if tracker is not None:
+        echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")
+        echo(f"        view with: mlflow ui --backend-store-uri {tracker.tracking_uri}")
+
+
+def _f(x) -> str:
+    return "nan" if x is None or x != x else f"{x:.4f}"
+
+
+def _key(x):
+    return float("inf") if x is None or x != x else x
+
+

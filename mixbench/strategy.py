@@ -1,0 +1,141 @@
+"""The MixingStrategy contract: the one way a mixing method meets the trainer.
+
+A strategy is a small object with keyword hyperparameters (stored by `__init__`, nothing else,
+as in scikit-learn), a start hook that returns p_0, and a round-end hook that turns the round's
+feedback into the next mixture. It declares the signals it needs in `signals`, so the trainer
+computes only those: a strategy that needs nothing costs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from mixbench.mixture import Mixture
+from mixbench.probe import Probe
+
+
+class Signal(str, enum.Enum):
+    """Feedback a strategy can ask the trainer for."""
+
+    DOMAIN_GRADIENTS = "domain_gradients"  # per-domain sums of the final layer's weight gradient
+    EVAL_LOSSES = "eval_losses"            # per-domain eval loss at every round end
+    TRAIN_LOSSES = "train_losses"          # per-domain mean train loss over the round
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a strategy may know about the run before it starts."""
+
+    domains: tuple[str, ...]
+    train_sizes: np.ndarray        # (m,) training examples per domain
+    eval_proportions: np.ndarray   # (m,) q: share of the evaluation set per domain, sums to 1
+    total_steps: int
+    steps_per_round: int
+    seed: int
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domains)
+
+    @property
+    def num_rounds(self) -> int:
+        return -(-self.total_steps // self.steps_per_round)
+
+
+@dataclass(frozen=True)
+class DomainGradients:
+    """Per-domain sums of the final linear layer's weight gradient over one round.
+
+    sums[i] is g_i, the flattened sum over the round of the gradient of domain i's share of each
+    batch loss; counts[i] is n_i, the examples of domain i seen. An accumulator that sketches the
+    gradients (later) fills the same fields with shorter vectors whose inner products estimate
+    the exact ones.
+    """
+
+    sums: np.ndarray     # (m, D)
+    counts: np.ndarray   # (m,)
+
+
+@dataclass(frozen=True)
+class RoundFeedback:
+    """What the trainer tells a strategy at the end of a round. Signals not asked for are None."""
+
+    round_index: int               # the round that just ended, from 0
+    step: int                      # optimiser steps done so far
+    mixture: Mixture               # the mixture sampled from during that round
+    counts: np.ndarray             # (m,) examples per domain drawn this round
+    domain_gradients: DomainGradients | None = None
+    eval_losses: np.ndarray | None = None    # (m,) NaN where a domain has no eval examples
+    train_losses: np.ndarray | None = None   # (m,) NaN where a domain was not drawn
+
+
+@dataclass(frozen=True)
+class StepFeedback:
+    """Per-step information for strategies that observe every step."""
+
+    step: int
+    counts: np.ndarray   # (m,) examples per domain in this batch
+    loss: float
+
+
+class MixingStrategy(ABC):
+    """Base class of every mixing strategy.
+
+    Subclasses: take hyperparameters as keyword-only `__init__` arguments stored under the same
+    names and do nothing else there; put learned state in attributes ending in `_`; validate
+    hyperparameters in `check_params`; return a `Mixture` from `start` and `update`.
+    """
+
+    signals: ClassVar[frozenset[Signal]] = frozenset()
+
+    def get_params(self) -> dict:
+        """The constructor's keyword arguments, read back from attributes of the same names."""
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def check_params(self) -> None:
+        """Raise ValueError with a one-line reason if a hyperparameter is invalid."""
+
+    @abstractmethod
+    def start(self, ctx: RunContext) -> Mixture:
+        """Called once before training; returns p_0."""
+
+    def observe_step(self, feedback: StepFeedback) -> None:
+        """Optional per-step hook."""
+
+    @abstractmethod
+    def update(self, feedback: RoundFeedback, probe: Probe) -> Mixture:
+        """Called at the end of each round; returns the mixture for the next round.
+
+        Compute the strategy does itself (a Gram matrix, say) is declared through
+        `probe.charge`, so the overhead meter can count it.
+        """
+
+    def state_dict(self) -> dict:
+        """Learned state (attributes ending in `_`), deep-copied: enough to resume exactly."""
+        return {k: copy.deepcopy(v) for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, copy.deepcopy(value))
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the class docstring, for `mixbench list`."""
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"

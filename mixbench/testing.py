@@ -1,0 +1,210 @@
+"""Conformance checks every MixingStrategy must pass — for built-ins and plugins alike.
+
+Each check takes a strategy factory (the class, or any callable returning a fresh instance with
+the hyperparameters to test) and raises AssertionError on failure. In a plugin's tests:
+
+    import pytest
+    from mixbench.testing import strategy_checks
+
+    @pytest.mark.parametrize("check", strategy_checks(), ids=lambda c: c.__name__)
+    def test_conforms(check):
+        check(MyStrategy)
+
+or `check_strategy(MyStrategy)` to run them all at once. The checks drive the strategy with
+synthetic round feedback the way the trainer does: only the signals it declares are filled in.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Callable
+
+import numpy as np
+
+from mixbench.meter import Meter
+from mixbench.mixture import Mixture
+from mixbench.probe import Probe
+from mixbench.strategy import DomainGradients, MixingStrategy, RoundFeedback, RunContext, Signal, StepFeedback
+
+Factory = Callable[[], MixingStrategy]
+
+GRAD_DIM = 24          # length of the synthetic per-domain gradient vectors
+ROUNDS = 5
+STEPS_PER_ROUND = 4
+
+
+def make_context(num_domains: int = 5, seed: int = 0) -> RunContext:
+    rng = np.random.default_rng(1000 + num_domains)
+    sizes = rng.integers(5, 200, size=num_domains)
+    q = rng.random(num_domains) + 0.05
+    return RunContext(
+        domains=tuple(f"domain{i}" for i in range(num_domains)),
+        train_sizes=sizes, eval_proportions=q / q.sum(),
+        total_steps=ROUNDS * STEPS_PER_ROUND, steps_per_round=STEPS_PER_ROUND, seed=seed,
+    )
+
+
+def make_feedback(strategy: MixingStrategy, ctx: RunContext, round_index: int, mixture: Mixture,
+                  rng: np.random.Generator, kind: str = "random") -> RoundFeedback:
+    """Round feedback of one `kind`: "random", "zero" (all signals zero, no examples drawn) or
+    "nonfinite" (NaN and inf in every signal)."""
+    m = ctx.num_domains
+    if kind == "random":
+        counts = rng.multinomial(STEPS_PER_ROUND * 8, mixture.weights)
+        sums = rng.normal(size=(m, GRAD_DIM)) * counts[:, None]
+        eval_losses = rng.uniform(1, 5, size=m)
+        train_losses = np.where(counts > 0, rng.uniform(1, 5, size=m), np.nan)
+    elif kind == "zero":
+        counts = np.zeros(m, dtype=np.int64)
+        sums, eval_losses, train_losses = np.zeros((m, GRAD_DIM)), np.zeros(m), np.zeros(m)
+    elif kind == "nonfinite":
+        counts = np.full(m, 3, dtype=np.int64)
+        sums = rng.normal(size=(m, GRAD_DIM))
+        sums[0, 0], sums[-1, -1] = np.nan, np.inf
+        eval_losses = np.full(m, np.nan)
+        eval_losses[-1] = np.inf
+        train_losses = np.full(m, np.inf)
+    else:
+        raise ValueError(f"unknown feedback kind {kind!r}")
+    wants = strategy.signals
+    return RoundFeedback(
+        round_index=round_index, step=(round_index + 1) * ctx.steps_per_round, mixture=mixture,
+        counts=counts,
+        domain_gradients=DomainGradients(sums, counts.copy()) if Signal.DOMAIN_GRADIENTS in wants else None,
+        eval_losses=eval_losses if Signal.EVAL_LOSSES in wants else None,
+        train_losses=train_losses if Signal.TRAIN_LOSSES in wants else None,
+    )
+
+
+def drive(strategy: MixingStrategy, ctx: RunContext, rounds: int = ROUNDS, kind: str = "random",
+          feedback_seed: int = 0, start: bool = True, mixture: Mixture | None = None) -> list[Mixture]:
+    """Run `rounds` rounds as the trainer would; returns every mixture the strategy produced."""
+    rng = np.random.default_rng(feedback_seed)
+    probe = Probe(Meter())
+    if start:
+        mixture = _checked(strategy.start(ctx), ctx, "start")
+    trajectory = [mixture]
+    for r in range(rounds):
+        for s in range(ctx.steps_per_round):
+            strategy.observe_step(StepFeedback(step=r * ctx.steps_per_round + s + 1,
+                                               counts=rng.multinomial(8, mixture.weights), loss=2.0))
+        feedback = make_feedback(strategy, ctx, r, mixture, rng, kind)
+        mixture = _checked(strategy.update(feedback, probe), ctx, f"update of round {r} ({kind} feedback)")
+        trajectory.append(mixture)
+    return trajectory
+
+
+def _checked(p, ctx: RunContext, where: str) -> Mixture:
+    assert isinstance(p, Mixture), f"{where} returned {type(p).__name__}, not a Mixture"
+    assert len(p) == ctx.num_domains, f"{where} returned {len(p)} weights for {ctx.num_domains} domains"
+    w = p.weights
+    assert np.all(np.isfinite(w)) and np.all(w >= 0) and abs(w.sum() - 1) < 1e-6, f"{where} returned {p}"
+    return p
+
+
+def _same(a: list[Mixture], b: list[Mixture]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x.weights, y.weights) for x, y in zip(a, b))
+
+
+# -- the checks ---------------------------------------------------------------------------------
+
+def check_init_stores_params_only(factory: Factory) -> None:
+    """__init__ stores its keyword hyperparameters and nothing else; get_params round-trips."""
+    strategy = factory()
+    params = strategy.get_params()
+    learned = [k for k in vars(strategy) if k.endswith("_")]
+    assert not learned, f"__init__ set learned state {learned}; set it in start()"
+    extra = sorted(set(vars(strategy)) - set(params))
+    assert not extra, f"__init__ stored {extra}, which are not keyword-only constructor parameters"
+    assert type(strategy)(**params).get_params() == params, "get_params() does not round-trip"
+
+
+def check_declared_signals(factory: Factory) -> None:
+    """`signals` is a frozenset of Signal members."""
+    signals = factory().signals
+    assert isinstance(signals, frozenset) and all(isinstance(s, Signal) for s in signals), (
+        f"signals must be a frozenset of mixbench.Signal, got {signals!r}"
+    )
+
+
+def check_valid_mixtures(factory: Factory) -> None:
+    """start and every update return a finite probability vector over the run's domains."""
+    for m in (2, 5, 9):
+        drive(factory(), make_context(m))
+
+
+def check_same_seed_same_trajectory(factory: Factory) -> None:
+    """Same run seed and same feedback give the same mixtures."""
+    ctx = make_context(6, seed=3)
+    assert _same(drive(factory(), ctx), drive(factory(), ctx)), "two identical runs gave different mixtures"
+
+
+def check_state_dict_round_trip(factory: Factory) -> None:
+    """Resuming from state_dict (also after pickling) continues exactly as the original."""
+    ctx = make_context(5)
+    original = factory()
+    head = drive(original, ctx, rounds=3)
+    state = pickle.loads(pickle.dumps(original.state_dict()))
+    resumed = factory()
+    resumed.load_state_dict(state)
+    tail_original = drive(original, ctx, rounds=3, feedback_seed=7, start=False, mixture=head[-1])
+    tail_resumed = drive(resumed, ctx, rounds=3, feedback_seed=7, start=False, mixture=head[-1])
+    assert _same(tail_original, tail_resumed), "a strategy resumed from state_dict() diverged"
+
+
+def check_inputs_not_mutated(factory: Factory) -> None:
+    """Neither the run context nor the round feedback is modified by the strategy."""
+    ctx = make_context(4)
+    strategy = factory()
+    ctx_before = copy.deepcopy(ctx)
+    mixture = strategy.start(ctx)
+    rng = np.random.default_rng(0)
+    for r in range(3):
+        feedback = make_feedback(strategy, ctx, r, mixture, rng)
+        before = copy.deepcopy(feedback)
+        mixture = strategy.update(feedback, Probe(Meter()))
+        for name in ("counts", "eval_losses", "train_losses"):
+            a, b = getattr(before, name), getattr(feedback, name)
+            assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True), f"feedback.{name} was modified"
+        if before.domain_gradients is not None:
+            assert np.array_equal(before.domain_gradients.sums, feedback.domain_gradients.sums, equal_nan=True)
+            assert np.array_equal(before.domain_gradients.counts, feedback.domain_gradients.counts)
+    for name in ("train_sizes", "eval_proportions"):
+        assert np.array_equal(getattr(ctx_before, name), getattr(ctx, name)), f"context.{name} was modified"
+
+
+def check_one_domain(factory: Factory) -> None:
+    """A run with a single domain works and always samples it."""
+    for p in drive(factory(), make_context(1)):
+        assert p.weights.tolist() == [1.0]
+
+
+def check_zero_feedback(factory: Factory) -> None:
+    """All-zero signals and rounds with no examples give valid mixtures, never NaN."""
+    drive(factory(), make_context(4), kind="zero")
+
+
+def check_nonfinite_feedback(factory: Factory) -> None:
+    """NaN and inf in the feedback give valid mixtures, never NaN."""
+    drive(factory(), make_context(4), kind="nonfinite")
+
+
+def strategy_checks() -> list[Callable[[Factory], None]]:
+    return [
+        check_init_stores_params_only, check_declared_signals, check_valid_mixtures,
+        check_same_seed_same_trajectory, check_state_dict_round_trip, check_inputs_not_mutated,
+        check_one_domain, check_zero_feedback, check_nonfinite_feedback,
+    ]
+
+
+def check_strategy(factory: Factory) -> None:
+    """Run every check; raise one AssertionError naming all that failed."""
+    failures = []
+    for check in strategy_checks():
+        try:
+            check(factory)
+        except AssertionError as exc:
+            failures.append(f"{check.__name__}: {exc}")
+    if failures:
+        raise AssertionError("strategy failed conformance:\n  " + "\n  ".join(failures))

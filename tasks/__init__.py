@@ -1,0 +1,1 @@
+"""Built-in task adapters, one per file, registered through the `mixbench.tasks` entry points."""

@@ -1,0 +1,26 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def mixbench_command() -> list[str]:
+    """The installed console script, as a user would call it."""
+    script = Path(sys.executable).with_name("mixbench")
+    return [str(script)] if script.exists() else [shutil.which("mixbench") or "mixbench"]
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run `mixbench ARGS` in a fresh directory with its own MLflow database."""
+
+    def run(*args, cwd=None, env=None):
+        full_env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+        full_env.update(env or {})
+        return subprocess.run(mixbench_command() + list(args), cwd=cwd or tmp_path, env=full_env,
+                              capture_output=True, text=True, timeout=600)
+
+    return run

@@ -1,0 +1,355 @@
+"""R&B Balance: the Gram matrix, the softmax update and the RnB strategy around them."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from algorithms.rnb import RnB, UndefinedUpdate, balance_mixture, gram_flops, gram_matrix
+from mixbench.meter import Meter
+from mixbench.mixture import Mixture
+from mixbench.probe import Probe
+from mixbench.strategy import DomainGradients, RoundFeedback, RunContext, Signal
+
+SEEDS = [0, 1, 2, 3, 4]
+SHAPES = [(1, 1), (2, 5), (3, 17), (5, 64), (8, 3)]
+
+
+def _random_psd(rng, m, rank=None):
+    a = rng.normal(size=(m, rank or m + 2))
+    return a @ a.T
+
+
+def _random_q(rng, m):
+    q = rng.random(m) + 0.05
+    return q / q.sum()
+
+
+def _entropy(p):
+    p = np.asarray(p)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+# ---------------------------------------------------------------- gram_matrix
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("m, dim", SHAPES)
+def test_gram_matrix_matches_explicit_double_loop(seed, m, dim):
+    rng = np.random.default_rng(seed)
+    sums = rng.normal(size=(m, dim)) * rng.uniform(0.1, 10)
+    counts = rng.integers(1, 50, size=m)
+
+    expected = np.empty((m, m))
+    for i in range(m):
+        for j in range(m):
+            dot = sum(float(sums[i, k]) * float(sums[j, k]) for k in range(dim))
+            expected[i, j] = dot / (float(counts[i]) * float(counts[j]))
+
+    G = gram_matrix(sums, counts)
+    assert G.shape == (m, m)
+    assert G.dtype == np.float64
+    np.testing.assert_allclose(G, expected, rtol=1e-10, atol=1e-12)
+    # Symmetric and positive semi-definite (a Gram matrix).
+    np.testing.assert_array_equal(G, G.T)
+    assert np.linalg.eigvalsh(G).min() >= -1e-9 * max(1.0, np.abs(G).max())
+
+
+def test_gram_matrix_accepts_float32_sums_and_computes_in_float64():
+    rng = np.random.default_rng(7)
+    sums = rng.normal(size=(3, 1000)).astype(np.float32)
+    counts = np.array([4, 5, 6], dtype=np.int64)
+    G = gram_matrix(sums, counts)
+    assert G.dtype == np.float64
+    s64 = sums.astype(np.float64)
+    expected = (s64 / counts[:, None]) @ (s64 / counts[:, None]).T
+    np.testing.assert_allclose(G, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("counts", [[0, 3, 4], [3, 0, 0], [2, -1, 5]])
+def test_gram_matrix_refuses_a_domain_without_examples(counts):
+    sums = np.ones((3, 4))
+    with pytest.raises(UndefinedUpdate, match="drew no examples"):
+        gram_matrix(sums, np.array(counts))
+
+
+def test_gram_matrix_refuses_mismatched_shapes():
+    with pytest.raises(ValueError):
+        gram_matrix(np.ones((3, 4)), np.ones(2))
+    with pytest.raises(ValueError):
+        gram_matrix(np.ones(4), np.ones(1))
+
+
+# ---------------------------------------------------------------- balance_mixture
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("m", [1, 2, 3, 6, 10])
+@pytest.mark.parametrize("lam", [0.1, 1.0, 3.0, 25.0])
+def test_balance_mixture_matches_independent_softmax(seed, m, lam):
+    rng = np.random.default_rng(seed)
+    G = _random_psd(rng, m)
+    q = _random_q(rng, m)
+
+    gq = np.einsum("ij,j->i", G, q)
+    expected = softmax(lam * gq / np.sqrt(np.sum(gq**2)))
+
+    p = balance_mixture(G, q, lam)
+    assert p.shape == (m,)
+    np.testing.assert_allclose(p, expected, rtol=1e-12, atol=1e-14)
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    Mixture(p, num_domains=m)  # always a valid mixture
+
+
+def test_balance_mixture_is_invariant_to_the_scale_of_g():
+    rng = np.random.default_rng(11)
+    G, q = _random_psd(rng, 4), _random_q(rng, 4)
+    p = balance_mixture(G, q, 3.0)
+    np.testing.assert_allclose(balance_mixture(1e-8 * G, q, 3.0), p, rtol=1e-10)
+    np.testing.assert_allclose(balance_mixture(1e8 * G, q, 3.0), p, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tiny_lambda_gives_uniform(seed):
+    rng = np.random.default_rng(seed)
+    m = 5
+    p = balance_mixture(_random_psd(rng, m), _random_q(rng, m), 1e-9)
+    np.testing.assert_allclose(p, np.full(m, 1 / m), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_large_lambda_concentrates_on_argmax_of_gq(seed):
+    rng = np.random.default_rng(seed)
+    m = 5
+    G, q = _random_psd(rng, m), _random_q(rng, m)
+    gq = G @ q
+    top2 = np.sort(gq / np.linalg.norm(gq))[-2:]
+    assert top2[1] - top2[0] > 2e-3, "test data: the argmax must be clear of the runner-up"
+
+    p = balance_mixture(G, q, 1e4)
+    assert int(np.argmax(p)) == int(np.argmax(gq))
+    assert p[np.argmax(gq)] > 0.999
+    assert np.all(np.isfinite(p))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_entropy_decreases_as_lambda_grows(seed):
+    rng = np.random.default_rng(seed)
+    m = 6
+    G, q = _random_psd(rng, m), _random_q(rng, m)
+    lams = [1e-6, 0.01, 0.1, 0.5, 1.0, 3.0, 10.0, 30.0, 100.0]
+    entropies = [_entropy(balance_mixture(G, q, lam)) for lam in lams]
+    assert entropies[0] == pytest.approx(np.log(m), abs=1e-6)
+    assert all(a > b for a, b in zip(entropies, entropies[1:])), entropies
+
+
+def test_gq_zero_is_undefined():
+    # All-zero Gram: every mean gradient is zero.
+    with pytest.raises(UndefinedUpdate):
+        balance_mixture(np.zeros((3, 3)), np.full(3, 1 / 3), 3.0)
+    # A non-zero Gram with G q = 0: g_1 = -g_2 and q uniform (eval domains mismatch the train
+    # ones), the case where the paper's reference code produced NaN.
+    g = np.array([[1.0, 2.0], [-1.0, -2.0]])
+    G = gram_matrix(g, np.array([1, 1]))
+    assert np.any(G != 0)
+    with pytest.raises(UndefinedUpdate):
+        balance_mixture(G, np.array([0.5, 0.5]), 3.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_gram_or_q_is_undefined(bad):
+    rng = np.random.default_rng(0)
+    G, q = _random_psd(rng, 3), _random_q(rng, 3)
+    G_bad = G.copy()
+    G_bad[1, 2] = bad
+    with pytest.raises(UndefinedUpdate, match="non-finite"):
+        balance_mixture(G_bad, q, 3.0)
+    q_bad = q.copy()
+    q_bad[0] = bad
+    with pytest.raises(UndefinedUpdate, match="non-finite"):
+        balance_mixture(G, q_bad, 3.0)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_huge_gram_entries_do_not_overflow_to_nan():
+    # <g, g> of float64 vectors near 1e160 overflows to inf: must be refused, never NaN.
+    sums = np.full((2, 4), 1e160)
+    with pytest.raises(UndefinedUpdate):
+        balance_mixture(gram_matrix(sums, np.array([1, 1])), np.array([0.5, 0.5]), 3.0)
+
+
+def test_undefined_update_is_a_value_error():
+    assert issubclass(UndefinedUpdate, ValueError)
+
+
+# ---------------------------------------------------------------- RnB strategy
+
+
+M, D = 3, 40
+
+
+def _ctx(m=M, q=None):
+    q = np.full(m, 1 / m) if q is None else np.asarray(q, dtype=np.float64)
+    return RunContext(
+        domains=tuple(f"d{i}" for i in range(m)),
+        train_sizes=np.arange(10, 10 + m, dtype=np.int64),
+        eval_proportions=q,
+        total_steps=40,
+        steps_per_round=10,
+        seed=0,
+    )
+
+
+def _feedback(round_index, mixture, sums, counts):
+    counts = np.asarray(counts, dtype=np.int64)
+    return RoundFeedback(
+        round_index=round_index,
+        step=10 * (round_index + 1),
+        mixture=mixture,
+        counts=counts,
+        domain_gradients=DomainGradients(sums=np.asarray(sums), counts=counts),
+    )
+
+
+def test_rnb_declares_it_needs_domain_gradients_only():
+    assert RnB.signals == frozenset({Signal.DOMAIN_GRADIENTS})
+    assert RnB().get_params() == {"lam": 3.0}
+
+
+def test_rnb_start_returns_uniform():
+    s = RnB(lam=2.0)
+    p0 = s.start(_ctx(q=[0.2, 0.3, 0.5]))
+    assert isinstance(p0, Mixture)
+    assert p0 == Mixture.uniform(M)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("lam", [0.5, 3.0])
+def test_rnb_update_is_balance_of_gram_and_charges_the_gram(seed, lam):
+    rng = np.random.default_rng(seed)
+    q = _random_q(rng, M)
+    meter = Meter()
+    probe = Probe(meter)
+    s = RnB(lam=lam)
+    p = s.start(_ctx(q=q))
+    for r in range(3):
+        sums = rng.normal(size=(M, D)).astype(np.float32)
+        counts = rng.integers(1, 20, size=M)
+        p_next = s.update(_feedback(r, p, sums, counts), probe)
+
+        expected = balance_mixture(gram_matrix(sums, counts), q, lam)
+        assert isinstance(p_next, Mixture)
+        assert len(p_next) == M
+        np.testing.assert_allclose(p_next.weights, expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(s.last_gram_, gram_matrix(sums, counts))
+        p = p_next
+
+        # Exactly 2·m·m·D FLOPs per round under ("strategy", "gram"), and nothing else.
+        assert meter.flops[("strategy", "gram")] == (r + 1) * 2 * M * M * D
+        assert gram_flops(M, D) == 2 * M * M * D
+        assert set(meter.flops) == {("strategy", "gram")}
+    assert s.skipped_rounds_ == []
+    assert meter.report().paper_flops == 3 * 2 * M * M * D
+
+
+def test_rnb_overwrites_p_each_round():
+    # The update depends on this round's gradients only, not on the previous p.
+    rng = np.random.default_rng(5)
+    sums = rng.normal(size=(M, D))
+    counts = np.array([3, 4, 5])
+    a, b = RnB(lam=3.0), RnB(lam=3.0)
+    a.start(_ctx())
+    b.start(_ctx())
+    a.update(_feedback(0, Mixture.uniform(M), rng.normal(size=(M, D)), counts), Probe(Meter()))
+    pa = a.update(_feedback(1, a.mixture_, sums, counts), Probe(Meter()))
+    pb = b.update(_feedback(0, b.mixture_, sums, counts), Probe(Meter()))
+    assert pa == pb
+
+
+def _undefined_rounds():
+    rng = np.random.default_rng(3)
+    return {
+        "zero-count": (rng.normal(size=(M, D)), [4, 0, 6]),
+        "zero-gradients": (np.zeros((M, D)), [4, 5, 6]),
+        "nan-gradients": (np.full((M, D), np.nan), [4, 5, 6]),
+        "inf-gradients": (np.full((M, D), np.inf), [4, 5, 6]),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_undefined_rounds()))
+def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
+    rng = np.random.default_rng(9)
+    meter = Meter()
+    probe = Probe(meter)
+    s = RnB(lam=3.0)
+    p = s.start(_ctx(q=[0.2, 0.3, 0.5]))
+
+    # Right after start: the previous mixture is p_0.
+    sums, counts = _undefined_rounds()[case]
+    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+        kept = s.update(_feedback(0, p, sums, counts), probe)
+    assert kept == p
+    assert np.all(np.isfinite(kept.weights))
+    assert any(
+        r.levelno == logging.WARNING and "round 0" in r.getMessage() and "previous mixture" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+    caplog.clear()
+
+    # After a defined round: the previous mixture is that round's (not uniform).
+    good = s.update(_feedback(1, kept, rng.normal(size=(M, D)), [5, 5, 5]), probe)
+    assert good != Mixture.uniform(M)
+    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+        kept = s.update(_feedback(2, good, sums, counts), probe)
+    assert kept == good
+    assert np.all(np.isfinite(kept.weights))
+    assert [r for r in caplog.records if r.levelno == logging.WARNING and "round 2" in r.getMessage()]
+    assert [r for r, _ in s.skipped_rounds_] == [0, 2]
+
+
+def test_rnb_zero_count_warning_names_the_domain(caplog):
+    s = RnB()
+    p = s.start(_ctx())
+    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+        s.update(_feedback(4, p, np.ones((M, D)), [3, 0, 2]), Probe(Meter()))
+    assert "[1]" in caplog.text and "drew no examples" in caplog.text
+
+
+def test_rnb_does_not_charge_a_gram_it_did_not_compute():
+    meter = Meter()
+    s = RnB()
+    p = s.start(_ctx())
+    s.update(_feedback(0, p, np.ones((M, D)), [3, 0, 2]), Probe(meter))
+    assert meter.flops.get(("strategy", "gram"), 0.0) == 0.0
+
+
+@pytest.mark.parametrize("lam", [0, 0.0, -1.0, -1e-12, float("nan"), float("inf"), float("-inf")])
+def test_rnb_check_params_refuses_bad_lambda(lam):
+    with pytest.raises(ValueError, match="lam"):
+        RnB(lam=lam).check_params()
+    with pytest.raises(ValueError):
+        RnB(lam=lam).start(_ctx())
+
+
+@pytest.mark.parametrize("lam", [1e-9, 0.5, 3, 3.0, 1e4, np.float64(2.0)])
+def test_rnb_check_params_accepts_positive_finite_lambda(lam):
+    RnB(lam=lam).check_params()
+
+
+def test_rnb_state_dict_round_trip_resumes_exactly():
+    rng = np.random.default_rng(1)
+    rounds = [(rng.normal(size=(M, D)), rng.integers(1, 9, size=M)) for _ in range(3)]
+    a = RnB(lam=3.0)
+    p = a.start(_ctx(q=[0.1, 0.3, 0.6]))
+    p = a.update(_feedback(0, p, *rounds[0]), Probe(Meter()))
+    b = RnB(lam=3.0)
+    b.load_state_dict(a.state_dict())
+    for r in (1, 2):
+        pa = a.update(_feedback(r, p, *rounds[r]), Probe(Meter()))
+        pb = b.update(_feedback(r, p, *rounds[r]), Probe(Meter()))
+        assert pa == pb
+        p = pa

@@ -1,0 +1,63 @@
+"""Task adapters: real champ data from its package, and the synthetic generator."""
+
+import pytest
+
+from mixbench import registry
+from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
+from tasks.champ import Champ
+from tasks.synthetic import Synthetic
+
+
+@pytest.fixture(scope="module")
+def champ_data():
+    return Champ().load()
+
+
+def test_champ_has_72_sources_and_a_problem_level_split(champ_data):
+    assert len(champ_data.domains) == 72
+    assert "GPT-4|0-Shot" in champ_data.domains
+    assert 15000 < len(champ_data.train) < 19440 and 1500 < len(champ_data.eval) < 2500
+    train_prompts = {e.prompt for e in champ_data.train}
+    # held-out problems: an eval prompt (problem + hints) never appears in training
+    assert not any(e.prompt in train_prompts for e in champ_data.eval[:300])
+    assert all(e.response.strip() for e in champ_data.train[:500])
+    assert abs(champ_data.eval_proportions().sum() - 1) < 1e-12
+
+
+def test_champ_split_is_deterministic_and_seeded(champ_data):
+    again = Champ().load()
+    assert [e.prompt for e in again.eval] == [e.prompt for e in champ_data.eval]
+    other = Champ(split_seed=1).load()
+    assert {e.prompt for e in other.eval} != {e.prompt for e in champ_data.eval}
+
+
+def test_champ_metadata():
+    info = Champ().info()
+    assert info.name == "champ" and info.license == "MIT" and info.version[0].isdigit()
+    assert Champ().status() == "ready"
+
+
+def test_synthetic_has_the_domains_it_says():
+    data = Synthetic(num_domains=6, examples_per_domain=50).load()
+    assert data.domains == tuple(f"d{i}" for i in range(6))
+    sizes = data.sizes("train")
+    assert list(sizes) == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]  # unequal on purpose
+
+
+def test_task_data_refuses_eval_domains_without_training_data():
+    with pytest.raises(TaskDataError, match="no training data"):
+        TaskData(train=[Example("a", "b", "x")], eval=[Example("a", "b", "y")])
+    with pytest.raises(TaskDataError, match="no evaluation examples"):
+        TaskData(train=[Example("a", "b", "x")], eval=[])
+
+
+def test_task_info_is_validated():
+    with pytest.raises(ValueError, match="license"):
+        TaskInfo(name="t", description="d", source="s", license=" ", version="1")
+    with pytest.raises(ValueError, match="modality"):
+        TaskInfo(name="t", description="d", source="s", license="MIT", version="1", modality="audio")
+
+
+def test_tasks_come_from_the_registry():
+    assert {"champ", "synthetic"} <= set(registry.tasks.names())
+    assert registry.tasks.get("champ") is Champ

@@ -1,0 +1,102 @@
+"""The shared trainer through the Python API on the synthetic task (seconds on a CPU)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from algorithms.rnb import RnB
+from algorithms.stratified import Stratified
+from mixbench import Mixture, MixingStrategy
+from mixbench.run import EXIT_INTERRUPTED, RunRequest, execute
+from mixbench.trainer import TrainConfig, train
+from tasks.synthetic import Synthetic
+
+
+@pytest.fixture(scope="module")
+def task():
+    return Synthetic()
+
+
+@pytest.fixture(scope="module")
+def data(task):
+    return task.load()
+
+
+def config(task, **overrides):
+    return TrainConfig.from_budget(task.budget, **{"steps": 30, "steps_per_round": 10, **overrides})
+
+
+def test_same_seed_gives_identical_runs(task, data):
+    a = train(data, RnB(), config(task, seed=1), progress=False)
+    b = train(data, RnB(), config(task, seed=1), progress=False)
+    assert a.train_losses == b.train_losses
+    assert a.final_eval_losses == b.final_eval_losses
+    assert [r.mixture for r in a.rounds] == [r.mixture for r in b.rounds]
+    c = train(data, RnB(), config(task, seed=2), progress=False)
+    assert c.train_losses != a.train_losses
+
+
+def test_eval_loss_falls_and_rounds_are_recorded(task, data):
+    h = train(data, RnB(), config(task), progress=False)
+    assert h.final_mean_eval_loss < h.initial_mean_eval_loss - 1.0
+    assert [r.step for r in h.rounds] == [10, 20, 30]
+    assert all(sum(r.counts) == 10 * task.budget.batch_size for r in h.rounds)
+    assert h.rounds[0].mixture == Mixture.uniform(len(data.domains)).tolist()   # p_0 is uniform
+    assert h.rounds[1].mixture != h.rounds[0].mixture                           # then balanced
+
+
+def test_only_requested_signals_are_computed(task, data):
+    plain = train(data, Stratified(), config(task), progress=False).meter.report()
+    assert plain.overhead_flops == 0.0
+    assert not any(k.startswith("tap/") for k in plain.flops_by_label)
+    tapped = train(data, RnB(), config(task), progress=False).meter.report()
+    assert tapped.flops_by_label["tap/accumulate"] > 0
+    # two updates over 4 domains of a V×h head
+    head = 257 * task.budget.n_embd
+    assert tapped.flops_by_label["strategy/gram"] == 2 * (2 * 4 * 4 * head)
+
+
+def test_last_round_may_be_short(task, data):
+    h = train(data, RnB(), config(task, steps=25), progress=False)
+    assert [r.step for r in h.rounds] == [10, 20, 25]
+
+
+class _StopAfter(MixingStrategy):
+    """Uniform, but raises `error` at the end of round `at` (simulates Ctrl-C or a crash)."""
+
+    def __init__(self, *, at: int = 1, error: str = "KeyboardInterrupt"):
+        self.at = at
+        self.error = error
+
+    def start(self, ctx):
+        self.m_ = ctx.num_domains
+        return Mixture.uniform(self.m_)
+
+    def update(self, feedback, probe):
+        if feedback.round_index == self.at:
+            raise {"KeyboardInterrupt": KeyboardInterrupt, "RuntimeError": RuntimeError}[self.error]("stop")
+        return Mixture.uniform(self.m_)
+
+
+def _request(task, tmp_path, strategy):
+    return RunRequest(algo="stop", strategy=strategy, task_name="synthetic", task=task, out_dir=tmp_path,
+                      use_mlflow=False, progress=False, overrides={"steps": 40, "steps_per_round": 10})
+
+
+def test_interrupted_run_keeps_what_it_did(task, tmp_path):
+    code = execute(_request(task, tmp_path, _StopAfter(at=1)))
+    assert code == EXIT_INTERRUPTED
+    result = json.loads((tmp_path / "synthetic/stop/original/seed0.json").read_text())
+    assert result["status"] == "interrupted"
+    assert result["metrics"]["steps_done"] == 20
+    assert len(result["rounds"]) == 1  # round 2 was cut off in its update
+
+
+def test_crashed_run_keeps_what_it_did(task, tmp_path):
+    with pytest.raises(RuntimeError):
+        execute(_request(task, tmp_path, _StopAfter(at=2, error="RuntimeError")))
+    result = json.loads((tmp_path / "synthetic/stop/original/seed0.json").read_text())
+    assert result["status"] == "failed" and "RuntimeError" in result["error"]
+    assert result["metrics"]["steps_done"] == 30
+    assert np.isfinite(result["metrics"]["initial_mean_eval_loss"])
