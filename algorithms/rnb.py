@@ -22,6 +22,7 @@ Defaults: λ = 3 is the value the paper uses in its S1 runs. The round length K 
 from __future__ import annotations
 
 import logging
+import numbers
 
 import numpy as np
 
@@ -59,6 +60,8 @@ def balance_mixture(gram: np.ndarray, q: np.ndarray, lam: float) -> np.ndarray:
     Raises UndefinedUpdate when G or q is non-finite or G q is zero (the normalisation would
     divide by zero, the NaN the paper reports for mismatched eval domains).
     """
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a positive finite number, got {lam!r}")
     gram = np.asarray(gram, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     if not (np.all(np.isfinite(gram)) and np.all(np.isfinite(q))):
@@ -87,7 +90,8 @@ class RnB(MixingStrategy):
         self.lam = lam
 
     def check_params(self) -> None:
-        if not (isinstance(self.lam, (int, float)) and np.isfinite(self.lam) and self.lam > 0):
+        if isinstance(self.lam, bool) or not isinstance(self.lam, numbers.Real) \
+                or not (np.isfinite(self.lam) and self.lam > 0):
             raise ValueError(f"rnb: lam must be a positive finite number, got {self.lam!r}")
 
     def start(self, ctx: RunContext) -> Mixture:

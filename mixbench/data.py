@@ -33,6 +33,9 @@ class EncodedSplit:
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
+    def subset(self, rows: torch.Tensor) -> EncodedSplit:
+        return EncodedSplit(self.inputs[rows], self.targets[rows], self.domain_ids[rows])
+
 
 def encode_examples(
     examples: list[Example],

@@ -44,6 +44,8 @@ class Mixture:
 
     @classmethod
     def uniform(cls, num_domains: int) -> Mixture:
+        if num_domains < 1:
+            raise InvalidMixture(f"a mixture needs at least one domain, got {num_domains}")
         return cls(np.full(num_domains, 1.0 / num_domains))
 
     @classmethod

@@ -47,6 +47,11 @@ class Registry(Generic[T]):
         self._loaded = False
 
     def register(self, name: str, obj: T, origin: str = "registered in code") -> T:
+        # Entry points first, so a name taken by an installed strategy is a clash whatever the order.
+        self._load_entry_points()
+        return self._add(name, obj, origin)
+
+    def _add(self, name: str, obj: T, origin: str) -> T:
         if name in self._entries:
             raise DuplicateName(
                 f"{self.kind} {name!r} is already registered ({self._entries[name].origin})"
@@ -65,7 +70,7 @@ class Registry(Generic[T]):
             origin = f"{dist}: {ep.value}"
             try:
                 obj = ep.load()
-                self.register(ep.name, obj, origin)
+                self._add(ep.name, obj, origin)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
                 warnings.warn(
                     f"skipping {self.kind} plugin {ep.name!r} from {origin}: {type(exc).__name__}: {exc}",

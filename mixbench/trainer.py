@@ -146,8 +146,8 @@ def train(
     q = data.eval_proportions()
     train_split = encode_examples(data.train, domains, tokenizer, cfg.seq_len)
     eval_split = encode_examples(data.eval, domains, tokenizer, cfg.seq_len)
-    keep = torch.from_numpy(select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain))
-    eval_split = type(eval_split)(eval_split.inputs[keep], eval_split.targets[keep], eval_split.domain_ids[keep])
+    eval_split = eval_split.subset(
+        torch.from_numpy(select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)))
     history.domains, history.eval_proportions = domains, q.tolist()
     history.num_params = n_params = model.num_params()
 

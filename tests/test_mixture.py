@@ -138,9 +138,6 @@ def test_uniform(m):
     assert p.entropy() == pytest.approx(math.log(m), abs=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError,
-                   reason="bug: Mixture.uniform(0) computes 1.0 / 0 and raises ZeroDivisionError, "
-                          "not InvalidMixture (mixbench/mixture.py, Mixture.uniform)")
 def test_uniform_over_zero_domains_is_refused_as_invalid_mixture():
     with pytest.raises(InvalidMixture):
         Mixture.uniform(0)

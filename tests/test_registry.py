@@ -79,10 +79,6 @@ def test_duplicate_of_a_builtin_raises_once_loaded():
         reg.register("rnb", _Demo)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Registry.register does not load the entry points first, so registering a built-in "
-    "name before the registry is first used succeeds and the built-in is then skipped with a "
-    "PluginWarning (mixbench/registry.py, Registry.register / _load_entry_points)"))
 @pytest.mark.filterwarnings("ignore::mixbench.registry.PluginWarning")
 def test_duplicate_of_a_builtin_raises_even_before_first_use():
     reg = _fresh("mixbench.strategies")

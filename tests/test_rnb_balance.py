@@ -327,7 +327,7 @@ def test_rnb_does_not_charge_a_gram_it_did_not_compute():
     assert meter.flops.get(("strategy", "gram"), 0.0) == 0.0
 
 
-@pytest.mark.parametrize("lam", [0, 0.0, -1.0, -1e-12, float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("lam", [0, 0.0, -1.0, -1e-12, float("nan"), float("inf"), float("-inf"), True, "3"])
 def test_rnb_check_params_refuses_bad_lambda(lam):
     with pytest.raises(ValueError, match="lam"):
         RnB(lam=lam).check_params()
@@ -335,7 +335,7 @@ def test_rnb_check_params_refuses_bad_lambda(lam):
         RnB(lam=lam).start(_ctx())
 
 
-@pytest.mark.parametrize("lam", [1e-9, 0.5, 3, 3.0, 1e4, np.float64(2.0)])
+@pytest.mark.parametrize("lam", [1e-9, 0.5, 3, 3.0, 1e4, np.float64(2.0), np.float32(3.0)])
 def test_rnb_check_params_accepts_positive_finite_lambda(lam):
     RnB(lam=lam).check_params()
 
@@ -353,3 +353,9 @@ def test_rnb_state_dict_round_trip_resumes_exactly():
         pb = b.update(_feedback(r, p, *rounds[r]), Probe(Meter()))
         assert pa == pb
         p = pa
+
+
+@pytest.mark.parametrize("lam", [0.0, -1.0, float("nan"), float("inf")])
+def test_balance_mixture_refuses_a_bad_lambda(lam):
+    with pytest.raises(ValueError, match="lam"):
+        balance_mixture(np.eye(3), np.full(3, 1 / 3), lam)
