@@ -99,7 +99,6 @@ class RnB(MixingStrategy):
         self.q_ = np.array(ctx.eval_proportions, dtype=np.float64)
         self.mixture_ = Mixture.uniform(ctx.num_domains)
         self.last_gram_ = None
-        self.skipped_rounds_ = []
         return self.mixture_
 
     def update(self, feedback: RoundFeedback, probe: Probe) -> Mixture:
@@ -110,7 +109,6 @@ class RnB(MixingStrategy):
             p = balance_mixture(gram, self.q_, self.lam)
         except UndefinedUpdate as why:
             log.warning("rnb: round %d: %s; keeping the previous mixture", feedback.round_index, why)
-            self.skipped_rounds_ = self.skipped_rounds_ + [(feedback.round_index, str(why))]
             return self.mixture_
         self.last_gram_ = gram
         self.mixture_ = Mixture(p, num_domains=len(self.q_))

@@ -61,17 +61,14 @@ def list_cmd():
 
     click.echo("strategies:")
     for entry in registry.strategies.entries():
-        params = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in _defaults(entry.obj).items())
-        click.echo(f"  {entry.name:<12} {entry.obj.summary()}")
-        click.echo(f"  {'':<12} {('hyperparameters: ' + params) if params else 'no hyperparameters'}"
+        params = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _defaults(entry.obj).items())
+        click.echo(f"  {entry.name:<11} {entry.obj.summary()}  ({params or 'no hyperparameters'})"
                    f"  [{entry.origin}]")
     click.echo("tasks:")
     for entry in registry.tasks.entries():
         task = entry.obj()
-        b = task.budget
-        click.echo(f"  {entry.name:<12} {entry.obj.summary()}")
-        click.echo(f"  {'':<12} status: {task.status()}; default budget {b.steps} steps, "
-                   f"{b.steps_per_round} per round, batch {b.batch_size}×{b.seq_len}  [{entry.origin}]")
+        click.echo(f"  {entry.name:<11} {entry.obj.summary()}  (status: {task.status()}, "
+                   f"{task.budget.steps} steps, K={task.budget.steps_per_round})  [{entry.origin}]")
 
 
 @cli.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},

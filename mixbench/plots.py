@@ -13,16 +13,20 @@ def plot_mixture(per_round: list[list[float]], domains: list[str], path: Path, t
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     p = np.asarray(per_round)  # (rounds, m)
-    rounds = np.arange(1, p.shape[0] + 1)
+    # A mixture holds for a whole round: draw steps, round r spanning [r, r + 1).
+    rounds = np.arange(p.shape[0] + 1)
+    p = np.vstack([p, p[-1:]])
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = plt.get_cmap("tab20" if p.shape[1] <= 20 else "turbo")(np.linspace(0, 1, p.shape[1]))
-    ax.stackplot(rounds, p.T, labels=domains, colors=colors, step="post" if p.shape[0] == 1 else None)
-    ax.set_xlabel("round")
+    ax.stackplot(rounds, p.T, labels=domains, colors=colors, step="post")
+    ax.set_xlabel("round (from 0)")
     ax.set_ylabel("sampling probability (stacked)")
     ax.set_ylim(0, 1)
-    ax.set_xlim(rounds[0], max(rounds[-1], rounds[0] + 1))
+    ax.set_xlim(0, rounds[-1])
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(title)
     if p.shape[1] <= 12:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)

@@ -252,7 +252,6 @@ def test_rnb_update_is_balance_of_gram_and_charges_the_gram(seed, lam):
         assert meter.flops[("strategy", "gram")] == (r + 1) * 2 * M * M * D
         assert gram_flops(M, D) == 2 * M * M * D
         assert set(meter.flops) == {("strategy", "gram")}
-    assert s.skipped_rounds_ == []
     assert meter.report().paper_flops == 3 * 2 * M * M * D
 
 
@@ -308,7 +307,6 @@ def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
     assert kept == good
     assert np.all(np.isfinite(kept.weights))
     assert [r for r in caplog.records if r.levelno == logging.WARNING and "round 2" in r.getMessage()]
-    assert [r for r, _ in s.skipped_rounds_] == [0, 2]
 
 
 def test_rnb_zero_count_warning_names_the_domain(caplog):
