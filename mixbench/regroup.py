@@ -1,0 +1,217 @@
+"""Regroup (R&B, paper Alg. 2): re-partition a task's data into semantic domains.
+
+Embed every training example, run k-means for each k in a range, keep the k with the best
+silhouette (unless k is fixed), then assign every evaluation example to the nearest training
+centroid. The result relabels the task's examples with cluster domains "c00", "c01", ...
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from mixbench import clustering
+from mixbench.embedder import Embedder
+from mixbench.errors import MixbenchError
+from mixbench.task import Example, TaskData, TaskInfo
+
+TOP_TERMS = 6
+
+
+@dataclass(frozen=True)
+class Regrouping:
+    embedder: str               # embedder identity
+    k: int
+    silhouette: float
+    sweep: list[dict]           # [{"k", "silhouette", "inertia"}] for every k tried
+    train_labels: np.ndarray    # (n_train,) cluster per training example
+    eval_labels: np.ndarray     # (n_eval,) nearest training centroid per eval example
+    cached_embeddings: bool     # True when the embeddings came from the cache
+
+    @property
+    def domains(self) -> list[str]:
+        return [cluster_name(j) for j in range(self.k)]
+
+    def describe(self) -> dict:
+        """What goes into results JSON and MLflow: how the domains were made."""
+        return {"method": "regroup", "embedder": self.embedder, "k": self.k, "silhouette": self.silhouette}
+
+
+def cluster_name(j: int) -> str:
+    return f"c{j:02d}"
+
+
+def example_text(e: Example) -> str:
+    """The text a domain is judged by: the whole example, prompt then response."""
+    return f"{e.prompt}\n\n{e.response}"
+
+
+def regroup(data: TaskData, info: TaskInfo, embedder: Embedder, ks: list[int], *, seed: int = 0,
+            sample: int | None = None, progress: bool = False) -> Regrouping:
+    """Cluster the training examples for every k in `ks`; assign eval examples to the nearest centroid.
+
+    `sample` fits k-means and silhouette on a seeded sample of that many training examples
+    (faster on big tasks); every training example is then assigned to the nearest centroid too.
+    """
+    train_texts = [example_text(e) for e in data.train]
+    eval_texts = [example_text(e) for e in data.eval]
+    _check_inputs(train_texts, eval_texts, ks, sample)
+    train_x, eval_x, cached, key = embed_with_cache(info, embedder, train_texts, eval_texts, progress)
+    grouping_path = key.parent / f"{key.stem}-groups-{_digest(ks, seed, sample)}.npz"
+    stored = _load_grouping(grouping_path, embedder.identity(), cached)
+    if stored is not None:
+        return stored
+    grouping = _cluster(train_x, eval_x, ks, seed, sample, progress, embedder.identity(), cached)
+    _save_grouping(grouping_path, grouping)
+    return grouping
+
+
+def _cluster(train_x, eval_x, ks, seed, sample, progress, identity, cached) -> Regrouping:
+    fit_rows = np.arange(len(train_x))
+    if sample is not None and sample < len(train_x):
+        fit_rows = np.sort(np.random.default_rng(seed).choice(len(train_x), size=sample, replace=False))
+    fits = clustering.sweep(train_x[fit_rows], ks, seed, progress)
+    best = fits[0] if len(fits) == 1 else clustering.best_by_silhouette(fits)
+
+    train_labels = clustering.assign_nearest(train_x, best.centroids)
+    train_labels[fit_rows] = best.labels
+    # k-means can leave a centroid with no training point (duplicates, mini-batches): drop it
+    # and renumber, so every cluster — and every eval assignment — has training data.
+    used = np.unique(train_labels)
+    renumber = np.full(best.k, -1, dtype=np.int64)
+    renumber[used] = np.arange(used.size)
+    train_labels = renumber[train_labels]
+    eval_labels = clustering.assign_nearest(eval_x, best.centroids[used])
+    return Regrouping(
+        embedder=identity, k=int(used.size), silhouette=best.silhouette,
+        sweep=[{"k": f.k, "silhouette": f.silhouette, "inertia": f.inertia} for f in fits],
+        train_labels=train_labels, eval_labels=eval_labels, cached_embeddings=cached,
+    )
+
+
+def apply(data: TaskData, grouping: Regrouping) -> TaskData:
+    """The same examples, each relabelled with its cluster as its domain."""
+    if len(grouping.train_labels) != len(data.train) or len(grouping.eval_labels) != len(data.eval):
+        raise MixbenchError("the regrouping does not match the task's data (was the task changed?)")
+    return TaskData(
+        train=[replace(e, domain=cluster_name(int(j))) for e, j in zip(data.train, grouping.train_labels)],
+        eval=[replace(e, domain=cluster_name(int(j))) for e, j in zip(data.eval, grouping.eval_labels)],
+    )
+
+
+def summarize(data: TaskData, grouping: Regrouping) -> list[dict]:
+    """Per cluster: size, share of the eval set, the original domains it draws from most, and
+    its most distinguishing words (mean TF-IDF in the cluster minus the mean over all)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [example_text(e) for e in data.train]
+    vectorizer = TfidfVectorizer(stop_words="english", max_features=20000, sublinear_tf=True,
+                                 min_df=2 if len(texts) >= 50 else 1)
+    try:
+        tfidf = vectorizer.fit_transform(texts)
+        vocab = np.array(vectorizer.get_feature_names_out())
+        overall = np.asarray(tfidf.mean(axis=0)).ravel()
+    except ValueError:  # no words at all
+        tfidf, vocab, overall = None, np.array([]), None
+    eval_counts = np.bincount(grouping.eval_labels, minlength=grouping.k)
+    originals = np.array([e.domain for e in data.train])
+    rows = []
+    for j in range(grouping.k):
+        members = np.flatnonzero(grouping.train_labels == j)
+        terms = []
+        if tfidf is not None and members.size:
+            lift = np.asarray(tfidf[members].mean(axis=0)).ravel() - overall
+            terms = vocab[np.argsort(-lift)[:TOP_TERMS]].tolist()
+        names, counts = np.unique(originals[members], return_counts=True)
+        top = [f"{names[i]} ({counts[i]})" for i in np.argsort(-counts)[:2]]
+        rows.append({"cluster": cluster_name(j), "train": int(members.size), "eval": int(eval_counts[j]),
+                     "eval_share": float(eval_counts[j] / max(1, eval_counts.sum())), "top_terms": terms,
+                     "top_original_domains": top})
+    return rows
+
+
+def _check_inputs(train_texts, eval_texts, ks, sample) -> None:
+    for split, texts in (("training", train_texts), ("evaluation", eval_texts)):
+        blank = next((i for i, t in enumerate(texts) if not t.strip()), None)
+        if blank is not None:
+            raise MixbenchError(f"{split} example {blank} has empty text; remove it before regrouping")
+    n = len(train_texts) if sample is None else min(sample, len(train_texts))
+    if sample is not None and sample < 2:
+        raise MixbenchError(f"--sample must be at least 2, got {sample}")
+    if max(ks) >= n:
+        raise MixbenchError(f"k={max(ks)} needs more than {n} training examples to cluster; use a smaller --k")
+
+
+# -- embedding cache -----------------------------------------------------------------------------
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MIXBENCH_CACHE") or Path.home() / ".cache" / "mixbench")
+
+
+def embed_with_cache(info: TaskInfo, embedder: Embedder, train_texts: list[str], eval_texts: list[str],
+                     progress: bool) -> tuple[np.ndarray, np.ndarray, bool, Path]:
+    """Embeddings of train and eval texts, from the cache when the same task version, embedder and
+    texts were embedded before. Keyed by all three, so a changed text is never served stale."""
+    digest = hashlib.sha256()
+    for text in (info.name, info.version, embedder.identity(), *train_texts, "\0eval\0", *eval_texts):
+        digest.update(text.encode("utf-8", errors="surrogatepass") + b"\0")
+    folder = cache_root() / "embeddings" / f"{info.name}-{info.version}"
+    path = folder / f"{embedder.identity()}-{digest.hexdigest()[:20]}.npz"
+    stored = _load_npz(path)
+    if stored is not None and {"train", "eval"} <= set(stored):
+        return stored["train"], stored["eval"], True, path
+    embedder.fit(train_texts)
+    train_x = embedder.embed(train_texts, progress=progress)
+    eval_x = embedder.embed(eval_texts, progress=progress)
+    _save_npz(path, train=train_x, eval=eval_x)
+    return train_x, eval_x, False, path
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+def _load_grouping(path: Path, identity: str, cached: bool) -> Regrouping | None:
+    stored = _load_npz(path)
+    if stored is None:
+        return None
+    try:
+        sweep = [{"k": int(k), "silhouette": float(s), "inertia": float(i)} for k, s, i in stored["sweep"]]
+        return Regrouping(embedder=identity, k=int(stored["k"]), silhouette=float(stored["silhouette"]),
+                          sweep=sweep, train_labels=stored["train_labels"], eval_labels=stored["eval_labels"],
+                          cached_embeddings=cached)
+    except (KeyError, ValueError):
+        return None
+
+
+def _save_grouping(path: Path, g: Regrouping) -> None:
+    sweep = np.array([[r["k"], r["silhouette"], r["inertia"]] for r in g.sweep], dtype=np.float64)
+    _save_npz(path, k=g.k, silhouette=g.silhouette, sweep=sweep, train_labels=g.train_labels,
+              eval_labels=g.eval_labels)
+
+
+def _load_npz(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError):
+        return None  # a damaged cache file is recomputed and replaced
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    """Atomic write; an unwritable cache only costs the next run the work again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
