@@ -18,9 +18,16 @@ def run_cli(tmp_path):
     """Run `mixbench ARGS` in a fresh directory with its own MLflow database."""
 
     def run(*args, cwd=None, env=None):
-        full_env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db")
+        full_env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
+                        MIXBENCH_CACHE=str(tmp_path / "cache"))
         full_env.update(env or {})
         return subprocess.run(mixbench_command() + list(args), cwd=cwd or tmp_path, env=full_env,
                               capture_output=True, text=True, timeout=600)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Embedding caches of one test never serve another."""
+    monkeypatch.setenv("MIXBENCH_CACHE", str(tmp_path / "cache"))

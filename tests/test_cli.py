@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-FAST = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--no-progress"]
+FAST = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--domains", "original", "--no-progress"]
 
 
 def test_run_writes_results_and_mlflow(run_cli, tmp_path):
