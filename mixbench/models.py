@@ -59,7 +59,7 @@ def _load_hf(path: Path):
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
-        raise MixbenchError("loading an HF model needs transformers: pip install 'mixbench[hf]'") from None
+        raise MixbenchError("loading an HF model needs transformers: pip install transformers") from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)

@@ -42,6 +42,9 @@ def _print(grouping: Regrouping, rows: list[dict]) -> None:
         echo(f"{r['k']:>4}  {r['silhouette']:>10.4f}  {r['inertia']:>12.1f}{mark}")
     cached = " (embeddings from cache)" if grouping.cached_embeddings else ""
     echo(f"chosen k = {grouping.k}, silhouette {grouping.silhouette:.4f}, embedder {grouping.embedder}{cached}")
+    top_k = max(r["k"] for r in grouping.sweep)
+    if len(grouping.sweep) > 1 and grouping.k >= top_k - 2:
+        echo(f"note: the best k is at the top of the range swept (up to {top_k}); a wider --k may score higher")
     echo(f"\n{'cluster':<8} {'train':>6} {'eval':>5} {'eval %':>6}  top terms | largest original domains")
     for r in rows:
         echo(f"{r['cluster']:<8} {r['train']:>6} {r['eval']:>5} {100 * r['eval_share']:>5.1f}%  "

@@ -242,6 +242,9 @@ def train(
                 eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, q),
                 train_loss=float(np.mean(batch_losses)), seconds=time.perf_counter() - round_start,
             )
+            history.rounds.append(record)  # recorded before the update: a failing update loses nothing
+            if on_round is not None:
+                on_round(record)
             if step < cfg.steps:  # after the last round there is no next mixture to choose
                 feedback = RoundFeedback(
                     round_index=round_index, step=step, mixture=mixture, counts=counts,
@@ -251,16 +254,13 @@ def train(
                 )
                 with meter.timed("strategy", "update"):
                     mixture = Mixture(strategy.update(feedback, probe), num_domains=m)
-            history.rounds.append(record)
             history.final_mixture = mixture.tolist()
-            if on_round is not None:
-                on_round(record)
             bar.set_postfix(round=f"{round_index + 1}/{cfg.num_rounds}", eval=f"{record.mean_eval_loss:.3f}")
     finally:
         bar.close()
         if tap is not None:
             tap.remove()
-    history.seconds = time.perf_counter() - started
+        history.seconds = time.perf_counter() - started
     return history
 
 

@@ -90,7 +90,7 @@ def test_interrupted_run_keeps_what_it_did(task, tmp_path):
     result = json.loads((tmp_path / "synthetic/stop/original/seed0.json").read_text())
     assert result["status"] == "interrupted"
     assert result["metrics"]["steps_done"] == 20
-    assert len(result["rounds"]) == 1  # round 2 was cut off in its update
+    assert len(result["rounds"]) == 2  # round 2's evaluation is kept although its update was cut off
 
 
 def test_crashed_run_keeps_what_it_did(task, tmp_path):
