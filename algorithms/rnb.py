@@ -28,7 +28,7 @@ import numpy as np
 
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, Signal
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +114,9 @@ class RnB(MixingStrategy):
         self.last_gram_ = gram
         self.mixture_ = Mixture(p, num_domains=len(self.q_))
         return self.mixture_
+
+    def paper_overhead_flops(self, shape: RunShape) -> float:
+        """App. D: ~m²·N per round. The meter counts less, by design: the Gram is taken over the
+        final layer's gradient (D = V·h entries, not N), 2·m²·D FLOPs, once per update (T − 1
+        updates: none after the last round); plus the tap's accumulator adds."""
+        return float(shape.num_domains ** 2 * shape.num_params * shape.rounds)

@@ -2,7 +2,7 @@
 
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape
 
 
 class Static(MixingStrategy):
@@ -17,3 +17,6 @@ class Static(MixingStrategy):
 
     def update(self, feedback: RoundFeedback, probe: Probe) -> Mixture:
         return self.mixture_
+
+    def paper_overhead_flops(self, shape: RunShape) -> float:
+        return 0.0

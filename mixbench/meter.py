@@ -68,6 +68,7 @@ class Meter:
         self._synchronize = synchronize or (lambda: None)
         self.flops: dict[tuple[str, str], float] = defaultdict(float)
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self._open: list[list[float]] = []  # per open timed() block: seconds of the blocks inside it
 
     def add_flops(self, category: str, label: str, flops: float) -> None:
         self.flops[(category, label)] += float(flops)
@@ -77,13 +78,20 @@ class Meter:
 
     @contextmanager
     def timed(self, category: str, label: str):
+        """Time a block. Blocks nest, and each second goes to the innermost block only: a probe's
+        training step inside a strategy's update counts as training, not twice."""
         self._synchronize()
         start = time.perf_counter()
+        self._open.append([0.0])
         try:
             yield
         finally:
             self._synchronize()
-            self.seconds[(category, label)] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            inner = self._open.pop()[0]
+            self.seconds[(category, label)] += elapsed - inner
+            if self._open:
+                self._open[-1][0] += elapsed
 
     def total_flops(self, *categories: str) -> float:
         return sum(v for (c, _), v in self.flops.items() if c in categories)

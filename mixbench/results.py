@@ -49,7 +49,7 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
             "num_params": history.num_params,
             "train_seconds": history.seconds,
         },
-        "overhead": report.to_dict() if report is not None else None,
+        "overhead": _overhead(report, strategy, history.shape),
         "eval_proportions": history.eval_proportions,
         "mixture": {
             "per_round": [r.mixture for r in history.rounds],
@@ -58,6 +58,15 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
         "rounds": [asdict(r) for r in history.rounds],
         "train_losses": history.train_losses,
     }
+
+
+def _overhead(report, strategy, shape) -> dict | None:
+    """The meter's figures, and the paper's App. D formula for the same run beside them."""
+    if report is None:
+        return None
+    formula = strategy.paper_overhead_flops(shape) if shape is not None else None
+    return {**report.to_dict(), "paper_formula_flops": formula,
+            "measured_over_formula": report.overhead_flops / formula if formula else None}
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -75,13 +75,20 @@ def execute(req: RunRequest) -> int:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        # A run refused before its first evaluation (a hyperparameter that does not fit the task,
+        # say) has nothing to keep: no results file, and its MLflow run is marked failed.
+        refused = status == "failed" and not history.initial_eval_losses
         result = build_result(algo=req.algo, strategy=req.strategy, task_name=req.task_name, task_info=info,
                               cfg=cfg, history=history, status=status, error=error, started_at=started_at,
                               domains_info=domains_info)
-        write_json(path, result)
+        if not refused:
+            write_json(path, result)
         if tracker is not None:
-            _finish_tracker(tracker, result, path, history, status)
-        if status != "finished":
+            if refused:
+                tracker.finish("FAILED")
+            else:
+                _finish_tracker(tracker, result, path, history, status)
+        if status != "finished" and not refused:
             click.echo(f"{status}: partial results ({len(history.train_losses)} steps) saved to {path}", err=True)
     _print_summary(result, path, tracker)
     return 0 if status == "finished" else EXIT_INTERRUPTED
@@ -207,6 +214,10 @@ def _print_summary(result: dict, path: Path, tracker) -> None:
              f"(Gram only, as the paper counts: {o['paper_flops_pct']:.4f} %); "
              f"{o['seconds_pct']:.2f} % of training seconds "
              f"({o['overhead_seconds']:.2f} s of {o['train_seconds']:.1f} s)")
+        if o.get("paper_formula_flops") is not None:
+            ratio = o["measured_over_formula"]
+            echo(f"paper App. D formula for this run: {o['paper_formula_flops']:.3g} FLOPs; measured "
+                 f"{o['overhead_flops']:.3g}" + (f" ({ratio:.3g}× the formula)" if ratio is not None else ""))
     echo(f"results: {path}")
     if tracker is not None:
         echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")

@@ -85,6 +85,18 @@ class StepFeedback:
     loss: float
 
 
+@dataclass(frozen=True)
+class RunShape:
+    """The sizes of a run that the paper's App. D overhead formulas are written in."""
+
+    num_params: int      # N
+    train_tokens: int    # D_t
+    eval_tokens: int     # D_e: tokens of one pass over the evaluation subset
+    batch_tokens: int    # tokens of one training batch
+    rounds: int          # T
+    num_domains: int     # m
+
+
 class MixingStrategy(ABC):
     """Base class of every mixing strategy.
 
@@ -113,6 +125,11 @@ class MixingStrategy(ABC):
     def start(self, ctx: RunContext) -> Mixture:
         """Called once before training; returns p_0."""
 
+    def prepare(self, probe: Probe) -> Mixture | None:
+        """Optional: work before training that needs the model (e.g. Skill-It's skills graph),
+        paid through the probe. Returns a new p_0, or None to keep start()'s."""
+        return None
+
     def observe_step(self, feedback: StepFeedback) -> None:
         """Optional per-step hook."""
 
@@ -123,6 +140,11 @@ class MixingStrategy(ABC):
         Compute the strategy does itself (a Gram matrix, say) is declared through
         `probe.charge`, so the overhead meter can count it.
         """
+
+    def paper_overhead_flops(self, shape: RunShape) -> float | None:
+        """The strategy's extra FLOPs by the paper's App. D formula, for comparison with what the
+        meter measured; None if the paper gives none."""
+        return None
 
     def state_dict(self) -> dict:
         """Learned state (attributes ending in `_`), deep-copied: enough to resume exactly."""

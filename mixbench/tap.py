@@ -10,6 +10,7 @@ adds (metered under "tap"). No second backward pass, no per-example gradients.
 from __future__ import annotations
 
 import types
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -84,10 +85,11 @@ class GradientTap:
         self.meter = meter
         self.accumulator = accumulator or ExactAccumulator(num_domains, head.weight.numel(), head.weight.device)
         self._domain_ids: torch.Tensor | None = None
+        self._paused = False
         tap = self
 
         def forward(module, a):
-            if not torch.is_grad_enabled():  # evaluation: nothing to split
+            if tap._paused or not torch.is_grad_enabled():  # evaluation or a probe: nothing to split
                 return F.linear(a, module.weight, module.bias)
             if tap._domain_ids is None:
                 raise RuntimeError("GradientTap.set_batch(domain_ids) must be called before each training forward")
@@ -100,6 +102,16 @@ class GradientTap:
         """Domain index of each example (row of dim 0) in the next forward pass; counts them."""
         self._domain_ids = domain_ids
         self.accumulator.add_counts(domain_ids)
+
+    @contextmanager
+    def paused(self):
+        """Forward passes inside are plain linear layers: a probe's extra gradient must not be
+        counted as training data of any domain."""
+        self._paused, before = True, self._paused
+        try:
+            yield
+        finally:
+            self._paused = before
 
     def remove(self) -> None:
         if "forward" in vars(self.head):

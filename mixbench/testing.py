@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import pickle
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -77,13 +78,53 @@ def make_feedback(strategy: MixingStrategy, ctx: RunContext, round_index: int, m
     )
 
 
+class SyntheticProbe(Probe):
+    """A probe with the trainer's API that answers from a seeded generator instead of a model:
+    eval losses, gradients and probe-training losses of the requested `kind`."""
+
+    def __init__(self, num_domains: int, rng: np.random.Generator, kind: str = "random"):
+        super().__init__(Meter())
+        self.m, self.rng, self.kind = num_domains, rng, kind
+        self.budget = 10_000
+
+    def _values(self, shape) -> np.ndarray:
+        if self.kind == "zero":
+            return np.zeros(shape)
+        values = self.rng.uniform(1, 5, size=shape)
+        if self.kind == "nonfinite":
+            values.flat[0], values.flat[-1] = np.nan, np.inf
+        return values
+
+    def eval_losses(self) -> np.ndarray:
+        return self._values(self.m)
+
+    def gradient(self, domain=None) -> np.ndarray:
+        return self._values(GRAD_DIM) - 3.0
+
+    def train(self, mixture, steps: int) -> list[float]:
+        assert isinstance(mixture, Mixture) and len(mixture) == self.m, "probe.train needs a Mixture over the run"
+        steps = min(steps, self.budget)
+        self.budget -= steps
+        return list(self._values(steps)) if steps else []
+
+    @contextmanager
+    def branch(self):
+        yield
+
+    @property
+    def steps_left(self) -> int:
+        return self.budget
+
+
 def drive(strategy: MixingStrategy, ctx: RunContext, rounds: int = ROUNDS, kind: str = "random",
           feedback_seed: int = 0, start: bool = True, mixture: Mixture | None = None) -> list[Mixture]:
     """Run `rounds` rounds as the trainer would; returns every mixture the strategy produced."""
     rng = np.random.default_rng(feedback_seed)
-    probe = Probe(Meter())
+    probe = SyntheticProbe(ctx.num_domains, np.random.default_rng(feedback_seed + 1), kind)
     if start:
         mixture = _checked(strategy.start(ctx), ctx, "start")
+        prepared = strategy.prepare(probe)
+        mixture = _checked(prepared, ctx, "prepare") if prepared is not None else mixture
     trajectory = [mixture]
     for r in range(rounds):
         for s in range(ctx.steps_per_round):
@@ -159,11 +200,12 @@ def check_inputs_not_mutated(factory: Factory) -> None:
     strategy = factory()
     ctx_before = copy.deepcopy(ctx)
     mixture = strategy.start(ctx)
+    mixture = strategy.prepare(SyntheticProbe(ctx.num_domains, np.random.default_rng(0))) or mixture
     rng = np.random.default_rng(0)
     for r in range(3):
         feedback = make_feedback(strategy, ctx, r, mixture, rng)
         before = copy.deepcopy(feedback)
-        mixture = strategy.update(feedback, Probe(Meter()))
+        mixture = strategy.update(feedback, SyntheticProbe(ctx.num_domains, np.random.default_rng(r)))
         for name in ("counts", "eval_losses", "train_losses"):
             a, b = getattr(before, name), getattr(feedback, name)
             assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True), f"feedback.{name} was modified"

@@ -15,18 +15,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from mixbench.data import IGNORE, encode_examples
+from mixbench.bench import Bench, StepResult, cosine_schedule
+from mixbench.data import encode_examples
 from mixbench.errors import MixbenchError
-from mixbench.evaluation import per_domain_loss, select_eval_subset, weighted_mean
+from mixbench.evaluation import select_eval_subset, weighted_mean
 from mixbench.meter import Meter
 from mixbench.mixture import Mixture
 from mixbench.models import build_model
 from mixbench.probe import Probe
 from mixbench.sampler import MixtureSampler
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, Signal, StepFeedback
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal, StepFeedback
 from mixbench.tap import GradientTap
 from mixbench.task import Budget, TaskData
 
@@ -101,6 +101,7 @@ class RunHistory:
     device: str = ""
     seconds: float = 0.0
     meter: Meter | None = None
+    shape: RunShape | None = None   # sizes for the paper's overhead formulas
 
     @property
     def final_eval_losses(self) -> list[float]:
@@ -149,119 +150,108 @@ def train(
     eval_split = eval_split.subset(
         torch.from_numpy(select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)))
     history.domains, history.eval_proportions = domains, q.tolist()
-    history.num_params = n_params = model.num_params()
+    history.num_params = model.num_params()
 
     # -- strategy start; only the signals it asked for are computed --------------------------
     ctx = RunContext(domains=domains, train_sizes=data.sizes("train"), eval_proportions=q,
                      total_steps=cfg.steps, steps_per_round=cfg.steps_per_round, seed=cfg.seed)
-    with meter.timed("strategy", "start"):
-        mixture = Mixture(strategy.start(ctx), num_domains=m)
     wants = strategy.signals
     tap = GradientTap(model.head, m, meter) if Signal.DOMAIN_GRADIENTS in wants else None
     # Evaluations a strategy needs are its overhead; otherwise they are reporting only.
     round_eval_category = "strategy" if Signal.EVAL_LOSSES in wants else "eval"
-    sampler = MixtureSampler(train_split.domain_ids, m, seed=cfg.seed)
-    probe = Probe(meter)
-
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, 0.95))
-    warmup = max(1, int(cfg.warmup_fraction * cfg.steps))
+    bench = Bench(model=model, optimizer=optimizer, train_split=train_split, eval_split=eval_split,
+                  sampler=MixtureSampler(train_split.domain_ids, m, seed=cfg.seed), meter=meter,
+                  device=device, num_domains=m, n_params=history.num_params, batch_size=cfg.batch_size,
+                  total_steps=cfg.steps, lr_at=cosine_schedule(cfg.lr, cfg.steps, cfg.warmup_fraction),
+                  grad_clip=cfg.grad_clip, seed=cfg.seed, tap=tap)
+    probe = Probe(meter, bench)
+    model.train()
+    with meter.timed("strategy", "start"):
+        try:
+            mixture = Mixture(strategy.start(ctx), num_domains=m)
+            mixture = Mixture(strategy.prepare(probe) or mixture, num_domains=m)
+        except ValueError as exc:  # hyperparameters that do not fit this run (e.g. probe size)
+            raise MixbenchError(str(exc)) from None
 
-    def lr_at(step: int) -> float:  # linear warmup, cosine decay to 10 %
-        if step < warmup:
-            return cfg.lr * (step + 1) / warmup
-        progress_ = (step - warmup) / max(1, cfg.steps - warmup)
-        return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress_)))
-
-    eval_tokens = int(eval_split.inputs.numel())
-
-    def evaluate(category: str) -> np.ndarray:
-        with meter.timed(category, "eval"):
-            losses = per_domain_loss(model, eval_split, m, cfg.batch_size, device)
-        meter.add_flops(category, "eval", 2 * n_params * eval_tokens)
-        return losses
-
-    initial = evaluate("eval")
+    initial = bench.evaluate("eval")
     history.initial_eval_losses = initial.tolist()
     history.initial_mean_eval_loss = weighted_mean(initial, q)
 
-    # -- the loop ----------------------------------------------------------------------------
-    started = time.perf_counter()
+    # -- every training step, the loop's or a probe's, is recorded the same way --------------
     bar = tqdm(total=cfg.steps, disable=not progress, desc=type(strategy).__name__, unit="step",
                dynamic_ncols=True, leave=False, mininterval=0.5)
+    round_steps: list = []
+
+    def record_step(result: StepResult) -> None:
+        round_steps.append(result)
+        history.train_losses.append(result.loss)
+        history.tokens_trained = bench.tokens_trained
+        strategy.observe_step(StepFeedback(step=result.step, counts=np.bincount(result.domains, minlength=m),
+                                           loss=result.loss))
+        if on_step is not None:
+            on_step(result.step, result.loss)
+        bar.update(1)
+        bar.set_postfix(step_loss=f"{result.loss:.3f}")
+
+    bench.step_listeners.append(record_step)
+
+    # -- the loop: rounds of K steps, the mixture updated at each round end ------------------
+    started = time.perf_counter()
     try:
-        step = 0
-        model.train()
         for round_index in range(cfg.num_rounds):
             round_start = time.perf_counter()
-            counts = np.zeros(m, dtype=np.int64)
-            train_loss_sum = np.zeros(m) if Signal.TRAIN_LOSSES in wants else None
-            train_tokens = np.zeros(m) if Signal.TRAIN_LOSSES in wants else None
-            batch_losses = []
-            for _ in range(min(cfg.steps_per_round, cfg.steps - step)):
-                rows, batch_domains = sampler.sample(mixture, cfg.batch_size)
-                x = train_split.inputs[rows].to(device)    # (B, T)
-                y = train_split.targets[rows].to(device)   # (B, T)
-                with meter.timed("train", "step"):
-                    if tap is not None:
-                        tap.set_batch(torch.from_numpy(batch_domains).to(device))
-                    logits = model(x)  # (B, T, V)
-                    token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
-                                                 ignore_index=IGNORE, reduction="none").view(y.shape)
-                    n_target = (y != IGNORE).sum().clamp(min=1)
-                    loss = token_loss.sum() / n_target  # mean over the batch's response tokens
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr_at(step)
-                    optimizer.step()
-                meter.add_flops("train", "step", 6 * n_params * x.numel())
-                history.tokens_trained += int(x.numel())
+            round_end = min((round_index + 1) * cfg.steps_per_round, cfg.steps)
+            while bench.step < round_end:  # a probe in the last update may already have used some
+                bench.train_step(mixture)
+            done, round_steps[:] = list(round_steps), []
+            counts = _per_domain([r.domains for r in done], m)
 
-                batch_counts = np.bincount(batch_domains, minlength=m)
-                counts += batch_counts
-                loss_value = float(loss.detach())
-                batch_losses.append(loss_value)
-                history.train_losses.append(loss_value)
-                if train_loss_sum is not None:
-                    per_row = token_loss.detach().sum(1).double().cpu().numpy()
-                    per_row_tokens = (y != IGNORE).sum(1).double().cpu().numpy()
-                    np.add.at(train_loss_sum, batch_domains, per_row)
-                    np.add.at(train_tokens, batch_domains, per_row_tokens)
-                step += 1
-                strategy.observe_step(StepFeedback(step=step, counts=batch_counts, loss=loss_value))
-                if on_step is not None:
-                    on_step(step, loss_value)
-                bar.update(1)
-                bar.set_postfix(round=f"{round_index + 1}/{cfg.num_rounds}", loss=f"{loss_value:.3f}")
-
-            eval_losses = evaluate(round_eval_category if step < cfg.steps else "eval")
+            eval_losses = bench.evaluate(round_eval_category if bench.step < cfg.steps else "eval")
             record = RoundRecord(
-                round_index=round_index, step=step, mixture=mixture.tolist(), counts=counts.tolist(),
+                round_index=round_index, step=bench.step, mixture=mixture.tolist(), counts=counts.tolist(),
                 eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, q),
-                train_loss=float(np.mean(batch_losses)), seconds=time.perf_counter() - round_start,
+                train_loss=float(np.mean([r.loss for r in done])) if done else float("nan"),
+                seconds=time.perf_counter() - round_start,
             )
             history.rounds.append(record)  # recorded before the update: a failing update loses nothing
             if on_round is not None:
                 on_round(record)
-            if step < cfg.steps:  # after the last round there is no next mixture to choose
+            bar.set_postfix(round=f"{round_index + 1}/{cfg.num_rounds}", eval=f"{record.mean_eval_loss:.3f}")
+            if bench.step < cfg.steps:  # after the last round there is no next mixture to choose
                 feedback = RoundFeedback(
-                    round_index=round_index, step=step, mixture=mixture, counts=counts,
+                    round_index=round_index, step=bench.step, mixture=mixture, counts=counts,
                     domain_gradients=tap.snapshot_and_reset() if tap is not None else None,
                     eval_losses=eval_losses if Signal.EVAL_LOSSES in wants else None,
-                    train_losses=_safe_ratio(train_loss_sum, train_tokens) if train_loss_sum is not None else None,
+                    train_losses=_train_losses(done, m) if Signal.TRAIN_LOSSES in wants else None,
                 )
                 with meter.timed("strategy", "update"):
                     mixture = Mixture(strategy.update(feedback, probe), num_domains=m)
             history.final_mixture = mixture.tolist()
-            bar.set_postfix(round=f"{round_index + 1}/{cfg.num_rounds}", eval=f"{record.mean_eval_loss:.3f}")
     finally:
         bar.close()
         if tap is not None:
             tap.remove()
         history.seconds = time.perf_counter() - started
+        history.shape = RunShape(num_params=history.num_params, train_tokens=bench.tokens_trained,
+                                 eval_tokens=int(eval_split.inputs.numel()),
+                                 batch_tokens=cfg.batch_size * cfg.seq_len, rounds=len(history.rounds),
+                                 num_domains=m)
     return history
+
+
+def _per_domain(batch_domains: list[np.ndarray], m: int) -> np.ndarray:
+    return np.bincount(np.concatenate(batch_domains), minlength=m) if batch_domains else np.zeros(m, np.int64)
+
+
+def _train_losses(steps: list[StepResult], m: int) -> np.ndarray:
+    """(m,) token-weighted mean train loss per domain over the round; NaN where none was drawn."""
+    loss, tokens = np.zeros(m), np.zeros(m)
+    for r in steps:
+        np.add.at(loss, r.domains, r.row_loss)
+        np.add.at(tokens, r.domains, r.row_tokens)
+    return _safe_ratio(loss, tokens)
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ def test_registry_has_the_builtins():
 def test_kit_rejects_a_strategy_that_emits_nan():
     import numpy as np
 
-    from mixbench import Mixture, MixingStrategy
+    from mixbench import MixingStrategy, Mixture
 
     class Broken(MixingStrategy):
         """Returns raw weights from the gradients; NaN feedback leaks through."""
@@ -46,7 +46,7 @@ def test_kit_rejects_a_strategy_that_emits_nan():
 
 
 def test_kit_rejects_state_that_does_not_resume():
-    from mixbench import Mixture, MixingStrategy
+    from mixbench import MixingStrategy, Mixture
 
     class Forgetful(MixingStrategy):
         """Keeps its round counter in a private attribute that state_dict() does not save."""

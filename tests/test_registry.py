@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -252,7 +251,8 @@ def test_cli_list_shows_the_plugin_and_warns_about_the_broken_one(plugin_site, t
     proc = _cli(["list"], plugin_site, tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.split()[:1] == ["demo-uniform"] and "Demo plugin: uniform over domains" in line for line in lines), proc.stdout
+    assert any(line.split()[:1] == ["demo-uniform"] and "Demo plugin: uniform over domains" in line
+               for line in lines), proc.stdout
     assert "mixbench-plugin-demo: mixbench_plugin_demo:DemoUniform" in proc.stdout
     assert "--sharpness 1.0" in proc.stdout
     for builtin in ("rnb", "static", "stratified", "synthetic", "champ"):

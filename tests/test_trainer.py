@@ -7,7 +7,7 @@ import pytest
 
 from algorithms.rnb import RnB
 from algorithms.stratified import Stratified
-from mixbench import Mixture, MixingStrategy
+from mixbench import MixingStrategy, Mixture
 from mixbench.run import EXIT_INTERRUPTED, RunRequest, execute
 from mixbench.trainer import TrainConfig, train
 from tasks.synthetic import Synthetic
