@@ -24,6 +24,7 @@ import numpy as np
 
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
+from mixbench.simplex import exponentiated_update
 from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape
 
 
@@ -32,9 +33,7 @@ def aioli_mixture(p: np.ndarray, graph: np.ndarray, eta: float) -> np.ndarray:
     graph = np.where(np.isfinite(graph), graph, 0.0)
     scale = np.abs(graph).max()
     scores = graph.sum(axis=0) / scale if scale > 0 else np.zeros(graph.shape[1])
-    logits = np.log(np.maximum(p, 1e-300)) + eta * scores
-    weights = np.exp(logits - logits.max())
-    return weights / weights.sum()
+    return exponentiated_update(p, scores, eta)
 
 
 class Aioli(MixingStrategy):

@@ -21,6 +21,7 @@ import numpy as np
 
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
+from mixbench.simplex import exponentiated_update
 from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape
 
 
@@ -28,10 +29,7 @@ def dga_weights(weights: np.ndarray, alignment: np.ndarray, eta: float) -> np.nd
     """w ⊙ exp(η · a / max|a|), normalised; non-finite alignments count as 0."""
     alignment = np.where(np.isfinite(alignment), alignment, 0.0)
     scale = np.abs(alignment).max()
-    scores = alignment / scale if scale > 0 else alignment
-    logits = np.log(np.maximum(weights, 1e-300)) + eta * scores
-    new = np.exp(logits - logits.max())
-    return new / new.sum()
+    return exponentiated_update(weights, alignment / scale if scale > 0 else alignment, eta)
 
 
 class DGA(MixingStrategy):

@@ -28,6 +28,7 @@ import numpy as np
 
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
+from mixbench.simplex import softmax
 from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,7 @@ def balance_mixture(gram: np.ndarray, q: np.ndarray, lam: float) -> np.ndarray:
     norm = np.linalg.norm(gq)
     if not np.isfinite(norm) or norm == 0.0:
         raise UndefinedUpdate(f"||G q|| is {norm}")
-    logits = lam * gq / norm
-    logits -= logits.max()  # softmax is shift-invariant; this keeps exp() from overflowing
-    weights = np.exp(logits)
-    return weights / weights.sum()
+    return softmax(lam * gq / norm)
 
 
 def gram_flops(num_domains: int, dim: int) -> float:

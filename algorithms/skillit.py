@@ -21,6 +21,7 @@ import numpy as np
 
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
+from mixbench.simplex import softmax
 from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
 
 
@@ -36,10 +37,7 @@ def skillit_mixture(graph: np.ndarray, recent_losses: list[np.ndarray], eta: flo
     """p ∝ exp(η · A · Σ recent eval losses) over a uniform prior; NaN losses count as 0."""
     total = np.nansum(np.stack(recent_losses), axis=0) if recent_losses else np.zeros(graph.shape[0])
     total = np.where(np.isfinite(total), total, 0.0)
-    logits = eta * (graph @ total)
-    logits = np.where(np.isfinite(logits), logits, 0.0)
-    weights = np.exp(logits - logits.max())
-    return weights / weights.sum()
+    return softmax(eta * (graph @ total))
 
 
 class SkillIt(MixingStrategy):
