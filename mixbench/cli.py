@@ -202,5 +202,15 @@ def _convert(name: str, value: str, default):
         raise MixbenchError(f"--{name} expects a {kind.__name__}, got {value!r}") from None
 
 
+def _register_theory() -> None:
+    # The theory checks live in their own package (theory/); their command joins the CLI here.
+    from theory.cli import theory_cmd
+
+    cli.add_command(theory_cmd)
+
+
+_register_theory()
+
+
 def main() -> None:
     cli()

@@ -58,7 +58,7 @@ def load(module_name: str):
 
 
 def run_check(module_name: str, quick: bool, seed: int = 0, **overrides) -> CheckResult:
-    """Run one check and time it (the check's own clock is replaced by the wall time here)."""
+    """Run one check and record its wall time in the result."""
     start = time.perf_counter()
     result = load(module_name).run(quick=quick, seed=seed, **overrides)
     result.seconds = time.perf_counter() - start

@@ -83,6 +83,8 @@ class DomainPools:
         order = np.argsort(self.domain, kind="stable")  # contiguous domains make sampling cheap
         self.features, self.targets, self.domain = self.features[order], self.targets[order], self.domain[order]
         self.sizes = np.bincount(self.domain, minlength=self.num_domains)
+        if np.any(self.sizes == 0):  # sampling it would silently read another domain's rows
+            raise ValueError(f"domain(s) {np.flatnonzero(self.sizes == 0).tolist()} have no training examples")
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
 
 
@@ -158,10 +160,38 @@ def _train(pools, strategy, eval_loss, rounds, steps_per_round, batch, lr, rng) 
     return {"final_loss": float(losses[-1]), "losses": losses, "mixtures": mixtures}
 
 
-def gap_margin(gaps) -> tuple[float, dict]:
-    """Margin for "the gap is positive on average": mean − 2·stderr over seeds (a one-sided
-    ~97.5 % normal bound), so a win inside the seed noise does not count as a pass."""
+# One SGD protocol for every comparison (convergence, regrouping): same steps, same measurement.
+STEPS_PER_ROUND, BATCH, LAST_ROUNDS = 10, 16, 5
+LR_TIMES_CURVATURE = 0.1  # lr = this / the largest eigenvalue of any group's E[x xᵀ]
+
+
+def measured_eval_loss(pools: DomainPools, strategy, groups: LinearGroups, eval_weights, *, rounds: int,
+                       lr: float | None, rng: np.random.Generator) -> float:
+    """Train with the shared protocol and return the excess eval loss averaged over the ends of the
+    last LAST_ROUNDS rounds (one SGD iterate is noisy; every strategy is measured the same way)."""
+    if lr is None:
+        lr = LR_TIMES_CURVATURE / np.linalg.eigvalsh(groups.second_moments()).max()
+    result = train_least_squares(pools, strategy, groups.excess_eval_loss(eval_weights), rounds=rounds,
+                                 steps_per_round=STEPS_PER_ROUND, batch=BATCH, lr=lr, rng=rng)
+    return float(np.mean(result["losses"][-LAST_ROUNDS:]))
+
+
+def loss_gap_margin(baseline_losses, method_losses) -> tuple[float, dict]:
+    """How much lower the method's loss is than the baseline's, over seeds.
+
+    Per seed gap = ln(L_baseline / L_method): > 0 when the method is lower, symmetric in the two
+    (a 2× win and a 2× loss cancel) and free of each seed's loss scale. Margin = mean − 2·stderr
+    (a one-sided ~97.5 % normal bound), so a win inside the seed noise does not count as a pass.
+    A diverged run (inf/NaN loss) makes the margin NaN, which never passes.
+    """
+    baseline, method = np.asarray(baseline_losses, dtype=np.float64), np.asarray(method_losses, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gaps = np.log(baseline / method)
+    if not np.all(np.isfinite(gaps)):
+        return float("nan"), {"diverged_or_undefined_seeds": int((~np.isfinite(gaps)).sum())}
     spread = mean_and_spread(gaps)
+    spread["fold_lower_geometric_mean"] = float(np.exp(spread["mean"]))
+    spread["seeds_method_lower"] = int((gaps > 0).sum())
     return spread["mean"] - 2.0 * spread["stderr"], spread
 
 
@@ -196,4 +226,4 @@ class LinearGroups:
             return float(weights @ (0.5 * np.einsum("gi,gij,gj->g", diff, moments, diff)))
 
         floor = raw(best)
-        return lambda w: raw(w) - floor, hessian
+        return lambda w: raw(w) - floor

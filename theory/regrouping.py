@@ -13,8 +13,10 @@ on the same training data, equal steps:
   • regrouped: k-means on the training embeddings, k chosen by silhouette in 2..8 (the project's
     mixbench.clustering, scikit-learn underneath), eval examples assigned to the nearest training
     centroid (train first, then eval, as DESIGN.md requires), q = eval share per cluster.
-Loss = exact excess eval loss, averaged over the last 5 rounds. Gap = (L_given − L_regrouped) /
-L_given per seed; margin = mean − 2·stderr over seeds; pass if > 0. Stratified over the given
+Loss = exact excess eval loss, averaged over the last 5 rounds. Gap = ln(L_given / L_regrouped) per
+seed; margin = mean − 2·stderr over seeds; pass if > 0. Regrouping does not win every seed (Balance
+can still put weight on a cluster whose gradient aligns with the eval gradient but whose optimum
+differs); the claim checked is the average. Stratified over the given
 labels is reported for reference.
 
 Override `regroup_fn=(train_embeddings, eval_embeddings, rng) -> (train_labels, eval_labels)`:
@@ -26,16 +28,21 @@ from __future__ import annotations
 import numpy as np
 
 from theory.check import CheckResult
-from theory.common import (BalanceMixture, DomainPools, FixedMixture, LinearGroups, gap_margin,
-                           train_least_squares)
+from theory.common import (
+    STEPS_PER_ROUND,
+    BalanceMixture,
+    DomainPools,
+    FixedMixture,
+    LinearGroups,
+    loss_gap_margin,
+    measured_eval_loss,
+)
 
 NAME = "regrouping"
 CLAIM = "Balance on k-means regrouped domains beats Balance on the given mixed labels (Sec. 3.2)"
 GIVEN, HALVES, DIM, EMBED_DIM = 3, 2, 8, 8
 PER_GROUP, EVAL_SIZE = 250, 600
 K_RANGE = range(2, 9)
-LAST_ROUNDS = 5
-LR_TIMES_CURVATURE = 0.1
 CENTRE_DISTANCE = 8.0  # between any two latent groups' embedding centres; the noise is N(0, I)
 
 
@@ -74,16 +81,12 @@ def shares(labels, num_domains) -> np.ndarray:
 
 
 def run(quick: bool, seed: int = 0, regroup_fn=kmeans_regroup) -> CheckResult:
-    seeds = 4 if quick else 30
-    rounds, steps_per_round, batch = (40, 10, 16) if quick else (60, 10, 16)
+    seeds, rounds = (8, 40) if quick else (30, 60)
     finals = {"regrouped": [], "given": [], "given_stratified": []}
     chosen_k = []
     for run_seed in range(seeds):
         rng = np.random.default_rng([seed, 6, run_seed])
         groups, q_latent, x, y, group, train_emb, eval_group, eval_emb = make_problem(rng)
-        eval_loss, _ = groups.excess_eval_loss(q_latent)
-        lr = LR_TIMES_CURVATURE / np.linalg.eigvalsh(groups.second_moments()).max()
-
         train_clusters, eval_clusters = regroup_fn(train_emb, eval_emb, rng)
         k = int(max(train_clusters.max(), eval_clusters.max())) + 1
         chosen_k.append(k)
@@ -94,21 +97,18 @@ def run(quick: bool, seed: int = 0, regroup_fn=kmeans_regroup) -> CheckResult:
             "given_stratified": (DomainPools(x, y, given, GIVEN), FixedMixture(np.full(GIVEN, 1.0 / GIVEN))),
         }
         for name, (pools, strategy) in setups.items():
-            result = train_least_squares(pools, strategy, eval_loss, rounds=rounds, steps_per_round=steps_per_round,
-                                         batch=batch, lr=lr, rng=np.random.default_rng([seed, 6, run_seed, 1]))
-            finals[name].append(float(np.mean(result["losses"][-LAST_ROUNDS:])))
+            batches = np.random.default_rng([seed, 6, run_seed, 1])  # the same draws for every setup
+            finals[name].append(measured_eval_loss(pools, strategy, groups, q_latent, rounds=rounds, lr=None,
+                                                   rng=batches))
     finals = {k: np.asarray(v) for k, v in finals.items()}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gaps = (finals["given"] - finals["regrouped"]) / finals["given"]
-        margin, spread = gap_margin(gaps)
-        spread["seeds_regrouped_lower"] = int((gaps > 0).sum())
+    margin, spread = loss_gap_margin(finals["given"], finals["regrouped"])
     finite = bool(np.isfinite(margin))
     return CheckResult(
         name=NAME, claim=CLAIM, instances=seeds, passed=bool(finite and margin > 0),
         worst_margin=float(margin) if finite else float("nan"),
-        details={"pass_if": "mean - 2*stderr of (L_given - L_regrouped)/L_given > 0",
-                 "relative_gap": spread,
+        details={"pass_if": "mean - 2*stderr over seeds of ln(L_given / L_regrouped) > 0",
+                 "log_loss_ratio": spread,
                  "final_excess_eval_loss_mean": {k: float(v.mean()) for k, v in finals.items()},
                  "chosen_k": chosen_k, "latent_groups": GIVEN * HALVES,
-                 "steps": rounds * steps_per_round},
+                 "steps": rounds * STEPS_PER_ROUND},
     )
