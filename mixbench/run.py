@@ -57,6 +57,7 @@ def execute(req: RunRequest) -> int:
     domains_info = {"method": "original"}
     if req.domains.method == "regroup":
         data, domains_info = _regroup(req, data, info)
+    data.require_eval_in_train()
 
     tracker = _start_tracker(req, cfg) if req.use_mlflow else None
     history, status, error, started_at = RunHistory(), "failed", None, _now()

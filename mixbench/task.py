@@ -70,14 +70,20 @@ class TaskData:
             raise TaskDataError("the task has no training examples")
         if not self.eval:
             raise TaskDataError("the task has no evaluation examples")
-        domains = tuple(sorted({e.domain for e in self.train}))
-        unseen = sorted({e.domain for e in self.eval} - set(domains))
+        object.__setattr__(self, "domains", tuple(sorted({e.domain for e in self.train})))
+
+    def unseen_eval_domains(self) -> list[str]:
+        """Eval domains with no training data (an out-of-domain split has them by design)."""
+        return sorted({e.domain for e in self.eval} - set(self.domains))
+
+    def require_eval_in_train(self) -> None:
+        """Training needs every eval example in a training domain (q is over training domains)."""
+        unseen = self.unseen_eval_domains()
         if unseen:
             raise TaskDataError(
                 f"{len(unseen)} evaluation domain(s) have no training data (e.g. {unseen[0]!r}); "
-                "regroup the data so eval examples map to training domains"
+                "use --domains regroup, which assigns eval examples to the nearest training cluster"
             )
-        object.__setattr__(self, "domains", domains)
 
     def sizes(self, split: str) -> np.ndarray:
         counts = Counter(e.domain for e in getattr(self, split))

@@ -132,6 +132,7 @@ def train(
     progress: bool = True,
 ) -> RunHistory:
     cfg.validate()
+    data.require_eval_in_train()
     history = history if history is not None else RunHistory()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -45,8 +45,10 @@ def test_synthetic_has_the_domains_it_says():
 
 
 def test_task_data_refuses_eval_domains_without_training_data():
-    with pytest.raises(TaskDataError, match="no training data"):
-        TaskData(train=[Example("a", "b", "x")], eval=[Example("a", "b", "y")])
+    ood = TaskData(train=[Example("a", "b", "x")], eval=[Example("a", "b", "y")])
+    assert ood.unseen_eval_domains() == ["y"]
+    with pytest.raises(TaskDataError, match="no training data.*--domains regroup"):
+        ood.require_eval_in_train()
     with pytest.raises(TaskDataError, match="no evaluation examples"):
         TaskData(train=[Example("a", "b", "x")], eval=[])
 
