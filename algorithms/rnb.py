@@ -50,7 +50,8 @@ def gram_matrix(grad_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected sums (m, D) and counts (m,), got {grad_sums.shape} and {counts.shape}")
     if np.any(counts <= 0):
         missing = np.flatnonzero(counts <= 0).tolist()
-        raise UndefinedUpdate(f"domain(s) {missing} drew no examples this round")
+        shown = ", ".join(map(str, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise UndefinedUpdate(f"{len(missing)} domain(s) drew no examples this round ({shown})")
     means = grad_sums / counts[:, None]
     return means @ means.T
 
@@ -96,6 +97,11 @@ class RnB(MixingStrategy):
     def start(self, ctx: RunContext) -> Mixture:
         self.check_params()
         self.q_ = np.array(ctx.eval_proportions, dtype=np.float64)
+        per_round = ctx.steps_per_round  # batches per round; each domain needs examples in every round
+        if ctx.num_domains > 1 and per_round * 4 < ctx.num_domains:
+            log.warning("rnb: %d domains but only %d batches per round: rounds where a domain draws no "
+                        "example keep the previous mixture; a larger --steps-per-round or fewer domains "
+                        "lets Balance update", ctx.num_domains, per_round)
         self.mixture_ = Mixture.uniform(ctx.num_domains)
         self.last_gram_ = None
         return self.mixture_
@@ -112,6 +118,9 @@ class RnB(MixingStrategy):
         self.last_gram_ = gram
         self.mixture_ = Mixture(p, num_domains=len(self.q_))
         return self.mixture_
+
+    def report_extras(self) -> dict:
+        return {"last_gram": self.last_gram_.tolist()} if getattr(self, "last_gram_", None) is not None else {}
 
     def paper_overhead_flops(self, shape: RunShape) -> float:
         """App. D: ~m²·N per round. The meter counts less, by design: the Gram is taken over the

@@ -124,6 +124,62 @@ def run_cmd(ctx, algo, task, out_dir, use_mlflow, experiment, progress, seed, de
     sys.exit(execute(request))
 
 
+@cli.command("compare")
+@click.option("--task", default="champ", show_default=True, help="Task name (see `mixbench list`).")
+@click.option("--algos", required=True, help="Comma-separated strategies, e.g. stratified,rnb,dga.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--domains", "domains_specs", default=None,
+              help="Comma-separated domain choices, e.g. original,regroup [each strategy's default].")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder for regroup cells.")
+@click.option("--steps", type=int, help="Optimiser steps [task default].")
+@click.option("--steps-per-round", type=int, help="K [task default].")
+@click.option("--batch-size", type=int, help="Examples per step [task default].")
+@click.option("--eval-per-domain", type=int, help="Eval examples per domain [task default].")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
+@click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True)
+@click.option("--experiment", default="mixbench-compare", show_default=True, help="MLflow experiment name.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@_user_errors
+def compare_cmd(task, algos, seeds, domains_specs, embedder, out_dir, use_mlflow, experiment, progress, device,
+                **budget):
+    """Run strategies × domains × seeds on one task (resuming finished cells) and compare them."""
+    import json
+
+    from mixbench.compare import parse_list, parse_seeds, run_grid
+    from mixbench.results import write_text
+    from mixbench.summary import format_table, per_domain_table, summarize, to_markdown
+
+    paths = run_grid(task_name=task, algos=parse_list(algos, "algos"),
+                     domain_specs=parse_list(domains_specs, "domains") if domains_specs is not None else None,
+                     seeds=parse_seeds(seeds), out_dir=out_dir, overrides=dict(budget, device=device),
+                     embedder_name=embedder, hyperparameters={}, use_mlflow=use_mlflow, experiment=experiment,
+                     progress=progress)
+    results = [json.loads(p.read_text()) for p in paths]
+    table = summarize(results)
+    click.echo(format_table(table))
+    base = out_dir / task / "summary"
+    table.to_csv(base.with_suffix(".csv"), index=False)
+    per_domain_table(results).to_csv(base.parent / "summary_per_domain.csv")
+    write_text(base.with_suffix(".md"), to_markdown(table) + "\n")
+    click.echo(f"summary: {base.with_suffix('.csv')}, {base.with_suffix('.md')}; per domain: "
+               f"{base.parent / 'summary_per_domain.csv'}")
+
+
+@cli.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where report.md, report.html and the PNGs go [DIRECTORY/report].")
+@_user_errors
+def report_cmd(directory, out_dir):
+    """Render a Markdown + HTML report with plots from the results under DIRECTORY."""
+    from mixbench.report import render
+
+    md, html = render(directory, out_dir or directory / "report")
+    click.echo(f"report: {md}\n        {html}")
+
+
 @cli.command("regroup")
 @click.option("--task", default="champ", show_default=True, help="Task name (see `mixbench list`).")
 @click.option("--k", "k_spec", default="2:64", show_default=True,

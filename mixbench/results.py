@@ -33,7 +33,7 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
         "error": error,
         "started_at": started_at,
         "finished_at": _now(),
-        "strategy": {"name": algo, "params": strategy.get_params()},
+        "strategy": {"name": algo, "params": strategy.get_params(), "extras": strategy.report_extras()},
         "task": {"name": task_name, **asdict(task_info), "num_domains": len(domains)},
         "domains": {**(domains_info or {"method": "original"}), "names": domains},
         "seed": cfg.seed,
@@ -71,12 +71,16 @@ def _overhead(report, strategy, shape) -> dict | None:
 
 def write_json(path: Path, payload: dict) -> None:
     """Atomic write (temp file + rename), so a crash never leaves half a results file."""
+    write_text(path, json.dumps(_json_safe(payload), indent=2, allow_nan=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic text write (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_json_safe(payload), indent=2, allow_nan=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

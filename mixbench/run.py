@@ -41,6 +41,8 @@ class RunRequest:
     domains: DomainSpec = DomainSpec("original")
     embedder_name: str = "minilm"
     embedder: Embedder | None = None     # required when domains.method == "regroup"
+    parent_run_id: str | None = None     # MLflow run this one is a child of (a compare grid)
+    quiet: bool = False                  # no summary on stdout (compare prints its own table)
     overrides: dict = field(default_factory=dict)
 
 
@@ -91,7 +93,8 @@ def execute(req: RunRequest) -> int:
                 _finish_tracker(tracker, result, path, history, status)
         if status != "finished" and not refused:
             click.echo(f"{status}: partial results ({len(history.train_losses)} steps) saved to {path}", err=True)
-    _print_summary(result, path, tracker)
+    if not req.quiet:
+        _print_summary(result, path, tracker)
     return 0 if status == "finished" else EXIT_INTERRUPTED
 
 
@@ -111,8 +114,9 @@ def _start_tracker(req: RunRequest, cfg):
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     return MlflowTracker(experiment=req.experiment, tracking_uri=req.tracking_uri,
-                         run_name=f"{req.algo}-{req.task_name}-seed{cfg.seed}",
-                         tags={"mixbench.algo": req.algo, "mixbench.task": req.task_name})
+                         run_name=f"{req.algo}-{req.task_name}-{req.domains.label}-seed{cfg.seed}",
+                         tags={"mixbench.algo": req.algo, "mixbench.task": req.task_name,
+                               **({"mlflow.parentRunId": req.parent_run_id} if req.parent_run_id else {})})
 
 
 def _regroup(req: RunRequest, data, info):

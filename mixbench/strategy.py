@@ -141,6 +141,11 @@ class MixingStrategy(ABC):
         `probe.charge`, so the overhead meter can count it.
         """
 
+    def report_extras(self) -> dict:
+        """JSON-able facts about the finished run worth keeping in its results (e.g. rnb's last
+        Gram matrix, which `mixbench report` draws)."""
+        return {}
+
     def paper_overhead_flops(self, shape: RunShape) -> float | None:
         """The strategy's extra FLOPs by the paper's App. D formula, for comparison with what the
         meter measured; None if the paper gives none."""

@@ -1,0 +1,53 @@
+"""pytest-benchmark suite (`tox -e bench`): the training step with and without the gradient tap,
+R&B's Gram and update at the default task's size, and one k-means fit."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from algorithms.rnb import balance_mixture, gram_matrix
+from mixbench import clustering
+from mixbench.data import IGNORE
+from mixbench.meter import Meter
+from mixbench.model import GPT, GPTConfig
+from mixbench.tap import GradientTap
+
+M, B, T = 72, 16, 256
+
+
+def _step_fn(tapped: bool):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(seq_len=T))
+    tap = GradientTap(model.head, M, Meter()) if tapped else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, 256, (B, T))
+    y = torch.roll(x, -1, 1)
+    y[:, : T // 2] = IGNORE
+    domains = torch.arange(B) % M
+
+    def step():
+        if tap is not None:
+            tap.set_batch(domains)
+        loss = F.cross_entropy(model(x).reshape(-1, 257), y.reshape(-1), ignore_index=IGNORE)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+@pytest.mark.parametrize("tapped", [False, True], ids=["plain", "tapped"])
+def test_training_step(benchmark, tapped):
+    benchmark.pedantic(_step_fn(tapped), rounds=5, iterations=1, warmup_rounds=1)
+
+
+def test_rnb_gram_and_update(benchmark):
+    rng = np.random.default_rng(0)
+    sums, counts, q = rng.normal(size=(M, 257 * 128)).astype(np.float32), rng.integers(1, 20, M), np.full(M, 1 / M)
+    benchmark(lambda: balance_mixture(gram_matrix(sums, counts), q, 3.0))
+
+
+def test_kmeans_fit(benchmark):
+    x = np.random.default_rng(0).normal(size=(5000, 64)).astype(np.float32)
+    benchmark.pedantic(lambda: clustering.fit_k(x, 16, 0), rounds=3, iterations=1)

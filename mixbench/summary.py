@@ -1,0 +1,132 @@
+"""The comparison table: per (algo, domains), over seeds, against stratified on the same seeds."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+BASELINE = "stratified"
+
+
+def _key(r: dict) -> tuple[str, str]:
+    return r["strategy"]["name"], r["domains"]["method"]
+
+
+def steps_to_reach(result: dict, target: float) -> float:
+    """The first round-end step at which the mean eval loss is at or below `target` (NaN: never)."""
+    for record in result["rounds"]:
+        loss = record["mean_eval_loss"]
+        if loss is not None and loss <= target:
+            return float(record["step"])
+    return math.nan
+
+
+def summarize(results: list[dict]) -> pd.DataFrame:
+    """One row per (algo, domains): final mean eval loss mean ± std over seeds, steps to reach
+    stratified's final loss, overhead in FLOPs and seconds, and the paired difference against
+    stratified on the same seeds with a paired t-test p-value."""
+    from scipy import stats
+
+    groups: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
+    for r in results:
+        if r.get("status") == "finished":
+            groups[_key(r)][r["seed"]] = r
+    rows = []
+    for (algo, domains), by_seed in sorted(groups.items()):
+        base = groups.get((BASELINE, domains)) or groups.get((BASELINE, "original")) or {}
+        finals = np.array([by_seed[s]["metrics"]["final_mean_eval_loss"] for s in sorted(by_seed)], dtype=float)
+        paired = [s for s in sorted(by_seed) if s in base]
+        diffs = np.array([by_seed[s]["metrics"]["final_mean_eval_loss"] - base[s]["metrics"]["final_mean_eval_loss"]
+                          for s in paired], dtype=float)
+        p_value = math.nan
+        if len(paired) >= 2 and algo != BASELINE and np.any(diffs != diffs[0]):
+            p_value = float(stats.ttest_rel(
+                [by_seed[s]["metrics"]["final_mean_eval_loss"] for s in paired],
+                [base[s]["metrics"]["final_mean_eval_loss"] for s in paired]).pvalue)
+        reach = [steps_to_reach(by_seed[s], base[s]["metrics"]["final_mean_eval_loss"]) for s in paired]
+        overhead = [by_seed[s]["overhead"] or {} for s in sorted(by_seed)]
+        rows.append({
+            "algo": algo, "domains": domains, "seeds": len(by_seed),
+            "final_loss_mean": float(finals.mean()),
+            "final_loss_std": float(finals.std(ddof=1)) if finals.size > 1 else 0.0,
+            "steps_to_stratified_final": float(np.nanmean(reach)) if reach and not np.all(np.isnan(reach))
+            else math.nan,
+            "overhead_flops_pct": float(np.mean([o.get("flops_pct", 0.0) for o in overhead])),
+            "overhead_seconds_pct": float(np.mean([o.get("seconds_pct", 0.0) for o in overhead])),
+            "diff_vs_stratified": float(diffs.mean()) if diffs.size else math.nan,
+            "paired_t_p": p_value,
+        })
+    return pd.DataFrame(rows)
+
+
+def per_domain_table(results: list[dict]) -> pd.DataFrame:
+    """Mean final eval loss per domain over seeds, one column per (algo, domains)."""
+    columns = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r.get("status") != "finished":
+            continue
+        for domain, loss in r["metrics"]["final_eval_losses"].items():
+            if loss is not None:
+                columns[f"{r['strategy']['name']}/{r['domains']['method']}"][domain].append(loss)
+    return pd.DataFrame({c: {d: float(np.mean(v)) for d, v in doms.items()} for c, doms in sorted(columns.items())})
+
+
+def format_table(table: pd.DataFrame) -> str:
+    lines = [f"{'algo':<11} {'domains':<9} {'seeds':>5}  {'final eval loss':>17}  {'steps to strat.':>15}  "
+             f"{'FLOPs +%':>10}  {'time +%':>8}  {'Δ vs strat.':>11}  {'p (paired t)':>12}"]
+    for row in table.itertuples():
+        lines.append(
+            f"{row.algo:<11} {row.domains:<9} {row.seeds:>5}  {row.final_loss_mean:>8.4f} ± {row.final_loss_std:<6.4f}"
+            f"  {_num(row.steps_to_stratified_final, '.0f'):>15}  {row.overhead_flops_pct:>10.4g}  "
+            f"{row.overhead_seconds_pct:>8.3g}  {_num(row.diff_vs_stratified, '+.4f'):>11}  "
+            f"{_num(row.paired_t_p, '.3g'):>12}")
+    return "\n".join(lines)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = ("| algo | domains | seeds | final eval loss (mean ± std) | steps to stratified's final | "
+              "FLOP overhead % | time overhead % | Δ vs stratified | p (paired t) |")
+    lines = [header, "|" + "---|" * 9]
+    for row in table.itertuples():
+        lines.append(f"| {row.algo} | {row.domains} | {row.seeds} | {row.final_loss_mean:.4f} ± "
+                     f"{row.final_loss_std:.4f} | {_num(row.steps_to_stratified_final, '.0f')} | "
+                     f"{row.overhead_flops_pct:.4g} | {row.overhead_seconds_pct:.3g} | "
+                     f"{_num(row.diff_vs_stratified, '+.4f')} | {_num(row.paired_t_p, '.3g')} |")
+    return "\n".join(lines)
+
+
+def _num(x: float, fmt: str) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def summary_figure(results: list[dict]):
+    """Mean eval loss against step per (algo, domains): mean over seeds with a min–max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = defaultdict(list)
+    for r in results:
+        if r.get("status") == "finished" and r["rounds"]:
+            steps = [0] + [x["step"] for x in r["rounds"]]
+            losses = [r["metrics"]["initial_mean_eval_loss"]] + [x["mean_eval_loss"] for x in r["rounds"]]
+            curves[_key(r)].append((steps, losses))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (algo, domains), runs in sorted(curves.items()):
+        steps = runs[0][0]
+        matrix = np.array([losses for s, losses in runs if s == steps], dtype=float)
+        mean = np.nanmean(matrix, axis=0)
+        line, = ax.plot(steps, mean, marker="o", ms=3, label=f"{algo} ({domains}, {len(matrix)} seeds)")
+        if len(matrix) > 1:
+            ax.fill_between(steps, np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0), alpha=0.2,
+                            color=line.get_color())
+    ax.set_xlabel("training step")
+    ax.set_ylabel("mean eval loss (q-weighted, nats/token)")
+    ax.set_title("eval loss during training: mean over seeds, band = min–max")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,126 @@
+"""compare, its summary, resuming after a kill, and report."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mixbench.summary import steps_to_reach, summarize
+from tests.conftest import mixbench_command
+
+GRID = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--domains", "original",
+        "--no-progress"]
+
+
+def _fake(algo, seed, final, rounds=((5, 4.0), (10, 3.0), (20, 2.0))):
+    return {"status": "finished", "seed": seed, "strategy": {"name": algo}, "domains": {"method": "original"},
+            "metrics": {"final_mean_eval_loss": final, "final_eval_losses": {"d0": final}},
+            "rounds": [{"step": s, "mean_eval_loss": loss} for s, loss in rounds],
+            "overhead": {"flops_pct": 0.0 if algo == "stratified" else 1.0, "seconds_pct": 0.5}}
+
+
+def test_summary_pairs_seeds_and_tests_the_difference():
+    strat = [2.0, 2.2, 2.1]
+    algo = [1.9, 2.15, 1.95]
+    results = [_fake("stratified", s, v) for s, v in enumerate(strat)] + \
+              [_fake("rnb", s, v, rounds=((5, 3.0), (10, 2.05), (20, v))) for s, v in enumerate(algo)]
+    table = summarize(results).set_index("algo")
+    row = table.loc["rnb"]
+    assert row.final_loss_mean == pytest.approx(np.mean(algo))
+    assert row.final_loss_std == pytest.approx(np.std(algo, ddof=1))
+    assert row.diff_vs_stratified == pytest.approx(np.mean(np.subtract(algo, strat)))
+    assert row.paired_t_p == pytest.approx(stats.ttest_rel(algo, strat).pvalue)
+    assert row.overhead_flops_pct == 1.0
+    assert math.isnan(table.loc["stratified"].paired_t_p)
+    assert steps_to_reach(results[3], 2.0) == 20 and steps_to_reach(results[3], 2.1) == 10
+    assert math.isnan(steps_to_reach(results[3], 1.0))
+
+
+def test_compare_runs_the_grid_logs_mlflow_and_skips_finished_cells(run_cli, tmp_path):
+    proc = run_cli("compare", "--algos", "stratified,rnb", "--seeds", "0,1", *GRID, "--out", "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 to run" in proc.stderr
+    assert "stratified" in proc.stdout and "rnb" in proc.stdout and "p (paired t)" in proc.stdout
+    for algo in ("stratified", "rnb"):
+        for seed in (0, 1):
+            assert json.loads((tmp_path / f"out/synthetic/{algo}/original/seed{seed}.json").read_text())["status"] \
+                == "finished"
+    assert (tmp_path / "out/synthetic/summary.csv").read_text().startswith("algo,domains,seeds")
+    assert "| rnb | original | 2 |" in (tmp_path / "out/synthetic/summary.md").read_text()
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("mixbench-compare").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("mixbench.kind") == "compare"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 4
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"summary.json", "eval_loss.png"} <= artifacts
+
+    again = run_cli("compare", "--algos", "stratified,rnb", "--seeds", "0,1", *GRID, "--out", "out")
+    assert again.returncode == 0 and "4 already finished, 0 to run" in again.stderr
+
+
+def test_killed_compare_resumes_only_the_missing_cells(tmp_path):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
+               MIXBENCH_CACHE=str(tmp_path / "cache"))
+    args = mixbench_command() + ["compare", "--algos", "stratified,static", "--seeds", "0,1,2", *GRID,
+                                 "--steps", "60", "--out", "out", "--no-mlflow"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "out/synthetic/stratified/original/seed0.json"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    done = sorted(p.name for p in (tmp_path / "out/synthetic").rglob("seed*.json")
+                  if json.loads(p.read_text())["status"] == "finished")
+    assert 1 <= len(done) < 6
+    resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(done)} already finished, {6 - len(done)} to run" in resumed.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--algos", "stratified,rbn"], "did you mean 'rnb'"),
+    (["--algos", "stratified", "--seeds", ""], "--seeds is empty"),
+    (["--algos", "stratified", "--seeds", "0,x"], "comma-separated integers"),
+    (["--algos", ","], "--algos is empty"),
+])
+def test_compare_bad_input(run_cli, args, message):
+    proc = run_cli("compare", "--task", "synthetic", *args, "--no-mlflow", "--no-progress")
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_report_renders_every_plot(run_cli, tmp_path):
+    assert run_cli("compare", "--algos", "stratified,rnb", "--seeds", "0,1", *GRID, "--steps", "30",
+                   "--out", "out", "--no-mlflow").returncode == 0
+    assert run_cli("regroup", "--task", "synthetic", "--k", "2:6", "--embedder", "tfidf", "--out", "out",
+                   "--no-mlflow", "--no-progress").returncode == 0
+    proc = run_cli("report", "out")
+    assert proc.returncode == 0, proc.stderr
+    report = tmp_path / "out/report"
+    for name in ("eval_loss.png", "overhead.png", "gram.png", "mixture_rnb_original.png", "report.html"):
+        assert (report / name).stat().st_size > 1000, name
+    md = (report / "report.md").read_text()
+    assert "paper Table 1 range" in md and "![R&B's last Gram matrix](gram.png)" in md
+    assert any(p.name.startswith("k_sweep_synthetic") for p in report.iterdir())
+    assert "<table>" in (report / "report.html").read_text()
+
+
+def test_report_bad_input(run_cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("report", "empty")
+    assert proc.returncode == 2 and "no mixbench results" in proc.stderr
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "seed0.json").write_text("{not json")
+    proc = run_cli("report", "bad")
+    assert proc.returncode == 2 and "seed0.json" in proc.stderr and "Traceback" not in proc.stderr
