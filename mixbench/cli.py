@@ -39,10 +39,11 @@ def _setup_logging() -> None:
 
     handler = TqdmHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    for name in ("mixbench", "algorithms", "tasks"):
+    # Task loaders report every skipped file at INFO: only their warnings reach the terminal.
+    for name, level in (("mixbench", logging.INFO), ("algorithms", logging.INFO), ("tasks", logging.WARNING)):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
+        logger.setLevel(level)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
 
 
@@ -62,15 +63,15 @@ def list_cmd():
     click.echo("strategies:")
     for entry in registry.strategies.entries():
         params = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in _defaults(entry.obj).items())
-        click.echo(f"  {entry.name:<11} {entry.obj.summary()}  ({params or 'no hyperparameters'})"
+        click.echo(f"  {entry.name:<12} {entry.obj.summary()}  ({params or 'no hyperparameters'})"
                    f"  [{entry.origin}]")
     click.echo("embedders:")
     for entry in registry.embedders.entries():
-        click.echo(f"  {entry.name:<11} {entry.obj.summary()}  [{entry.origin}]")
+        click.echo(f"  {entry.name:<12} {entry.obj.summary()}  [{entry.origin}]")
     click.echo("tasks:")
     for entry in registry.tasks.entries():
         task = entry.obj()
-        click.echo(f"  {entry.name:<11} {entry.obj.summary()}  (status: {task.status()}, "
+        click.echo(f"  {entry.name:<12} {entry.obj.summary()}  (status: {task.status()}, "
                    f"{task.budget.steps} steps, K={task.budget.steps_per_round})  [{entry.origin}]")
 
 
