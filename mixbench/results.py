@@ -48,6 +48,7 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
             "tokens_trained": history.tokens_trained,
             "num_params": history.num_params,
             "train_seconds": history.seconds,
+            "eval_rows": history.eval_rows,   # indices into the task's eval split, for comparability
         },
         "overhead": _overhead(report, strategy, history.shape),
         "eval_proportions": history.eval_proportions,

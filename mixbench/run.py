@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import numpy as np
 
 from mixbench.domains import DomainSpec
 from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
+from mixbench.evaluation import select_eval_subset
 from mixbench.results import _now, build_result, result_path, write_json
 from mixbench.strategy import MixingStrategy
 from mixbench.task import Task
@@ -56,6 +58,9 @@ def execute(req: RunRequest) -> int:
     check_writable(path.parent)
     info = req.task.info()
     data = req.task.load()
+    # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
+    # so runs on original and regrouped domains are scored on the very same examples.
+    eval_rows = select_eval_subset(np.array([e.domain for e in data.eval]), cfg.eval_per_domain)
     domains_info = {"method": "original"}
     if req.domains.method == "regroup":
         data, domains_info = _regroup(req, data, info)
@@ -66,7 +71,7 @@ def execute(req: RunRequest) -> int:
     try:
         if tracker is not None:
             tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains_info))
-        train(data, req.strategy, cfg, history=history, progress=req.progress,
+        train(data, req.strategy, cfg, history=history, progress=req.progress, eval_rows=eval_rows,
               on_step=_step_logger(tracker), on_round=_round_logger(tracker, data.domains))
         status = "finished"
     except KeyboardInterrupt:

@@ -102,6 +102,7 @@ class RunHistory:
     seconds: float = 0.0
     meter: Meter | None = None
     shape: RunShape | None = None   # sizes for the paper's overhead formulas
+    eval_rows: list[int] = field(default_factory=list)   # which eval examples were scored
 
     @property
     def final_eval_losses(self) -> list[float]:
@@ -130,7 +131,10 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
     on_round: Callable[[RoundRecord], None] | None = None,
     progress: bool = True,
+    eval_rows: np.ndarray | None = None,
 ) -> RunHistory:
+    """Train once. `eval_rows` picks the eval examples scored at round ends (indices into
+    data.eval); by default `eval_per_domain` of each domain, the same for every seed."""
     cfg.validate()
     data.require_eval_in_train()
     history = history if history is not None else RunHistory()
@@ -148,8 +152,10 @@ def train(
     q = data.eval_proportions()
     train_split = encode_examples(data.train, domains, tokenizer, cfg.seq_len)
     eval_split = encode_examples(data.eval, domains, tokenizer, cfg.seq_len)
-    eval_split = eval_split.subset(
-        torch.from_numpy(select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)))
+    if eval_rows is None:
+        eval_rows = select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)
+    eval_split = eval_split.subset(torch.as_tensor(np.asarray(eval_rows), dtype=torch.long))
+    history.eval_rows = [int(i) for i in eval_rows]
     history.domains, history.eval_proportions = domains, q.tolist()
     history.num_params = model.num_params()
 

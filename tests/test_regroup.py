@@ -173,4 +173,8 @@ def test_run_regroups_for_rnb_and_not_for_baselines(run_cli, tmp_path):
         == "original"
     proc = run_cli("run", "--algo", "stratified", "--domains", "regroup:4", *common)  # the Fig. 3 ablation
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "out/synthetic/stratified/regroup/seed0.json").read_text())["domains"]["k"] == 4
+    regrouped = json.loads((tmp_path / "out/synthetic/stratified/regroup/seed0.json").read_text())
+    original = json.loads((tmp_path / "out/synthetic/stratified/original/seed0.json").read_text())
+    assert regrouped["domains"]["k"] == 4
+    # Both domain definitions are scored on the very same eval examples.
+    assert regrouped["metrics"]["eval_rows"] == original["metrics"]["eval_rows"] != []
