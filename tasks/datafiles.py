@@ -86,6 +86,18 @@ def files_version(paths: Iterable[Path]) -> str:
     return "sha-" + digest.hexdigest()[:12]
 
 
+def local_or_hub_status(files: list[Path], hub_id: str | None, missing: str) -> str:
+    """'ready' when local files exist or a configured hub id can be loaded, else 'missing: ...'."""
+    return "ready" if files or (hub_id and hub_available()) else f"missing: {missing}"
+
+
+def local_or_hub_version(files: list[Path], hub_id: str | None, revision: str | None) -> str:
+    """The data version: a hash of the local files, else the hub revision."""
+    if files:
+        return files_version(files)
+    return f"hub-{revision or 'main'}" if hub_id else "not-available"
+
+
 def git_revision(root: Path) -> str | None:
     """The commit a git checkout at `root` is on, if it is one (read from .git, no git needed)."""
     git = root / ".git"

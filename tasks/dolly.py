@@ -61,18 +61,10 @@ class Dolly(Task):
         return datafiles.put_message(f"{FILE} (from databricks/databricks-dolly-15k)", self._location(), ENV)
 
     def status(self) -> str:
-        if self._files() or (self._hub() and datafiles.hub_available()):
-            return "ready"
-        return f"missing: {self._missing()}"
+        return datafiles.local_or_hub_status(self._files(), self._hub(), self._missing())
 
     def info(self) -> TaskInfo:
-        files = self._files()
-        if files:
-            version = datafiles.files_version(files)
-        elif self._hub():
-            version = f"hub-{self.hub_revision or 'main'}"
-        else:
-            version = "not-available"
+        version = datafiles.local_or_hub_version(self._files(), self._hub(), self.hub_revision)
         return TaskInfo(
             name="dolly",
             description="databricks-dolly-15k human-written instruction/response pairs in 8 categories",
