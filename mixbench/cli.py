@@ -92,8 +92,9 @@ def list_cmd():
                    "regroup for rnb, original for the baselines].")
 @click.option("--embedder", default="minilm", show_default=True, help="Embedder used by --domains regroup.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--model", default="gpt", show_default=True,
-              help="'gpt' (small GPT from scratch) or a local directory with an HF causal LM.")
+@click.option("--model", default=None,
+              help="'gpt' (small GPT from scratch, text tasks), 'clip' (small dual encoder, image-text "
+                   "tasks) or a local directory with an HF causal LM [the task's default].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Results go to OUT/<task>/<algo>/<original|regroup>/seed<N>.json.")
 @click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True,

@@ -20,11 +20,17 @@ class TaskDataError(MixbenchError):
 
 @dataclass(frozen=True)
 class Example:
-    """One training or evaluation example: the loss is taken on `response` only."""
+    """One training or evaluation example.
+
+    Text tasks: the loss is taken on `response` only. Image-text tasks: `prompt` is empty,
+    `response` is the caption and `image` the picture as an (H, W, 3) uint8 array; the model's
+    loss pairs the two (contrastive). The image takes no part in equality or repr.
+    """
 
     prompt: str
     response: str
     domain: str
+    image: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class TaskInfo:
     license: str
     version: str     # data version: package version or upstream revision
     modality: str = "text"
+    # How many original domains the data has, when the task fixes it (None: counted at load,
+    # because it depends on the data files given).
+    original_domains: int | None = None
 
     def __post_init__(self):
         for key in ("name", "description", "source", "license", "version"):
@@ -42,6 +51,9 @@ class TaskInfo:
                 raise ValueError(f"task metadata field {key!r} is empty")
         if self.modality not in MODALITIES:
             raise ValueError(f"task modality {self.modality!r} is not one of {MODALITIES}")
+        if self.original_domains is not None and (
+                not isinstance(self.original_domains, int) or self.original_domains < 1):
+            raise ValueError(f"task original_domains must be a positive int or None, got {self.original_domains!r}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,21 @@ class Budget:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    model: str = "gpt"          # "gpt" (text), "clip" (image-text) or a local HF model dir
+    image_size: int = 32        # image-text: images are resized to image_size × image_size
+
+    def __post_init__(self):
+        for key in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain",
+                    "n_layer", "n_head", "n_embd", "image_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"budget field {key!r} must be a positive int, got {value!r}")
+        if self.steps_per_round > self.steps:
+            raise ValueError(f"budget steps_per_round ({self.steps_per_round}) exceeds steps ({self.steps})")
+        if not self.lr > 0:
+            raise ValueError(f"budget lr must be positive, got {self.lr!r}")
+        if not str(self.model).strip():
+            raise ValueError("budget model is empty")
 
 
 @dataclass(frozen=True)

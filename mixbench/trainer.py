@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     model: str = "gpt"
+    image_size: int = 32
     weight_decay: float = 0.1
     warmup_fraction: float = 0.1
     grad_clip: float = 1.0
