@@ -126,6 +126,8 @@ class Task(ABC):
     """A task adapter. Subclasses set `budget` and implement `info()` and `load()`."""
 
     budget: ClassVar[Budget] = Budget()
+    # True when evaluation is out-of-domain by design: no eval domain has training data (runs need regroup).
+    eval_domains_unseen: ClassVar[bool] = False
 
     @abstractmethod
     def info(self) -> TaskInfo:

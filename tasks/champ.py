@@ -37,6 +37,7 @@ class Champ(Task):
             source="PyPI champ-dataset (champ_dataset.load('v0'))",
             license="MIT",
             version=_package_version(),
+            original_domains=72,   # 4 models × 18 prompt settings, fixed by the package
         )
 
     def status(self) -> str:

@@ -71,6 +71,7 @@ class Dolly(Task):
             source=f"https://huggingface.co/datasets/databricks/databricks-dolly-15k ({self._location()})",
             license="CC BY-SA 3.0",
             version=version,
+            original_domains=len(CATEGORIES),   # the upstream file's 8 categories
         )
 
     def load(self) -> TaskData:

@@ -26,6 +26,8 @@ class EvalsOOD(EvalsTaskBase):
     name = "evals-ood"
     description = "OpenAI evals question→answer samples: training evals and disjoint held-out evaluation evals"
 
+    eval_domains_unseen = True   # held-out evals are whole domains with no training data
+
     budget = Budget(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=8,
                     n_layer=4, n_head=4, n_embd=128)
 

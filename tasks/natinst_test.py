@@ -30,6 +30,8 @@ URL = "https://github.com/allenai/natural-instructions"
 class NatInstTest(Task):
     """Super-NaturalInstructions held-out test tasks (OOD: eval categories unseen in training)."""
 
+    eval_domains_unseen = True   # test-task categories never appear in training
+
     budget = Budget(steps=800, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=8,
                     n_layer=4, n_head=4, n_embd=128)
 

@@ -1,6 +1,7 @@
 """The command line as a user meets it: real subprocesses, real MLflow (sqlite in tmp)."""
 
 import json
+import re
 
 import pytest
 
@@ -45,10 +46,19 @@ def test_stratified_costs_nothing(run_cli, tmp_path):
 
 
 def test_list_shows_strategies_and_tasks(run_cli):
-    proc = run_cli("list")
+    # No dolly data anywhere (a relative MIXBENCH_DATA, so the message's path is short and known).
+    proc = run_cli("list", env={"MIXBENCH_DATA": "no-data", "MIXBENCH_DOLLY": "", "MIXBENCH_DOLLY_HUB": ""})
     assert proc.returncode == 0, proc.stderr
     for name in ("rnb", "stratified", "static", "champ", "synthetic", "--lam 3.0", "status: ready"):
         assert name in proc.stdout
+    tasks = re.search(r"^tasks:\n(.*?)(?=^\S|\Z)", proc.stdout, re.M | re.S).group(1)   # up to any next section
+    # each task: modality, original domains (or "from data"), default model, data status
+    assert "text, 72 original domains, model gpt, 400 steps, K=40" in tasks          # champ
+    assert "text, original domains from data, model gpt" in tasks                   # natinst, s1, evals
+    dolly = re.search(r"^  dolly .*?(?=^  \S|\Z)", tasks, re.M | re.S).group()   # up to the next task's name
+    assert "text, 8 original domains, model gpt" in dolly
+    assert "status: missing: put databricks-dolly-15k.jsonl" in dolly and "no-data/dolly" in dolly
+    assert all(len(line) <= 100 for line in tasks.splitlines()), "task lines wrap at 100 columns"
 
 
 @pytest.mark.parametrize(
