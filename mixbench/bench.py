@@ -15,30 +15,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from mixbench.data import IGNORE, EncodedSplit
-from mixbench.evaluation import per_domain_loss
 from mixbench.meter import Meter
 from mixbench.mixture import Mixture
 from mixbench.sampler import MixtureSampler
+from mixbench.workload import Evaluation, Split, Workload
 
 
 @dataclass(frozen=True)
 class StepResult:
     step: int                  # the step number just taken, from 1
-    loss: float                # mean loss over the batch's response tokens
+    loss: float                # the batch's loss (text: mean over its response tokens)
     domains: np.ndarray        # (B,) domain of each example
-    row_loss: np.ndarray       # (B,) summed token loss per example
-    row_tokens: np.ndarray     # (B,) response tokens per example
+    row_loss: np.ndarray       # (B,) summed loss per example
+    row_weight: np.ndarray     # (B,) what each example counts for (text: its response tokens)
 
 
 class Bench:
-    def __init__(self, *, model, optimizer, train_split: EncodedSplit, eval_split: EncodedSplit,
+    def __init__(self, *, workload: Workload, optimizer, train_split: Split, eval_split: Split,
                  sampler: MixtureSampler, meter: Meter, device, num_domains: int, n_params: int,
                  batch_size: int, total_steps: int, lr_at: Callable[[int], float], grad_clip: float,
                  seed: int, tap=None):
-        self.model, self.optimizer, self.sampler, self.meter = model, optimizer, sampler, meter
+        self.workload, self.model = workload, workload.model
+        self.optimizer, self.sampler, self.meter = optimizer, sampler, meter
         self.train_split, self.eval_split = train_split, eval_split
         self.device, self.m, self.n_params = device, num_domains, n_params
         self.batch_size, self.lr_at, self.grad_clip, self.tap = batch_size, lr_at, grad_clip, tap
@@ -49,46 +48,46 @@ class Bench:
         self.tokens_trained = 0
         self.in_branch = False
         self.step_listeners: list[Callable[[StepResult], None]] = []
-        self._eval_tokens = int(eval_split.inputs.numel())
+        # Forward FLOPs of one example are 2·N·tokens_per_example; a training step costs 3×.
+        self._example_flops = 2 * n_params * workload.tokens_per_example
 
     # -- training ------------------------------------------------------------------------------
     def train_step(self, mixture: Mixture, category: str = "train", label: str = "step") -> StepResult:
         """One optimiser step on a batch drawn from `mixture`. Inside a branch it is the
         strategy's overhead and the run does not see it."""
         rows, domains = self.sampler.sample(mixture, self.batch_size)
-        x = self.train_split.inputs[rows].to(self.device)    # (B, T)
-        y = self.train_split.targets[rows].to(self.device)   # (B, T)
+        batch = self.train_split.batch(rows, self.device)
         tapping = self.tap is not None and not self.in_branch
         with self.meter.timed(category, label):
             if tapping:
                 self.tap.set_batch(torch.from_numpy(domains).to(self.device))
             with self._tap_paused(not tapping):
-                token_loss = self._token_loss(x, y)           # (B, T)
-                loss = token_loss.sum() / (y != IGNORE).sum().clamp(min=1)
+                out = self.workload.loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                out.loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(self.step)
             self.optimizer.step()
-        self.meter.add_flops(category, label, 6 * self.n_params * x.numel())
+        self.meter.add_flops(category, label, 3 * self._example_flops * len(rows))
         self.step += 1
-        result = StepResult(step=self.step, loss=float(loss.detach()), domains=domains,
-                            row_loss=token_loss.detach().sum(1).double().cpu().numpy(),
-                            row_tokens=(y != IGNORE).sum(1).double().cpu().numpy())
+        result = StepResult(step=self.step, loss=float(out.loss.detach()), domains=domains,
+                            row_loss=out.row_loss.detach().double().cpu().numpy(),
+                            row_weight=out.row_weight.detach().double().cpu().numpy())
         if not self.in_branch:
-            self.tokens_trained += int(x.numel())
+            self.tokens_trained += round(self.workload.tokens_per_example * len(rows))
             for listener in self.step_listeners:
                 listener(result)
         return result
 
     # -- measuring -----------------------------------------------------------------------------
-    def evaluate(self, category: str, label: str = "eval") -> np.ndarray:
-        """(m,) per-domain eval loss on the fixed eval subset (NaN where a domain has none)."""
+    def evaluate(self, category: str, label: str = "eval") -> Evaluation:
+        """Per-domain eval loss on the fixed eval subset (NaN where a domain has none), and the
+        workload's other metrics."""
         with self.meter.timed(category, label):
-            losses = per_domain_loss(self.model, self.eval_split, self.m, self.batch_size, self.device)
-        self.meter.add_flops(category, label, 2 * self.n_params * self._eval_tokens)
-        return losses
+            result = self.workload.evaluate(self.eval_split, self.m, self.batch_size, self.device)
+        self.meter.add_flops(category, label, self._example_flops * len(self.eval_split))
+        return result
 
     def batch_gradient(self, domain: int | None, category: str, label: str) -> np.ndarray:
         """Flattened gradient of the loss of one batch w.r.t. every parameter, without stepping.
@@ -99,13 +98,11 @@ class Bench:
         if pool.size == 0:
             raise ValueError(f"no examples to draw a gradient batch from (domain {domain})")
         rows = pool[self.probe_rng.integers(pool.size, size=self.batch_size)]
-        x, y = split.inputs[rows].to(self.device), split.targets[rows].to(self.device)
+        batch = split.batch(rows, self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         with self.meter.timed(category, label), self._tap_paused(True):
-            token_loss = self._token_loss(x, y)
-            loss = token_loss.sum() / (y != IGNORE).sum().clamp(min=1)
-            grads = torch.autograd.grad(loss, params)
-        self.meter.add_flops(category, label, 6 * self.n_params * x.numel())
+            grads = torch.autograd.grad(self.workload.loss(batch).loss, params)
+        self.meter.add_flops(category, label, 3 * self._example_flops * len(rows))
         return torch.cat([g.reshape(-1) for g in grads]).detach().float().cpu().numpy()
 
     # -- branching -----------------------------------------------------------------------------
@@ -128,11 +125,6 @@ class Bench:
             self.in_branch = False
 
     # -- helpers -------------------------------------------------------------------------------
-    def _token_loss(self, x, y):
-        logits = self.model(x)  # (B, T, V)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
-                               ignore_index=IGNORE, reduction="none").view(y.shape)
-
     @contextmanager
     def _tap_paused(self, pause: bool):
         if self.tap is None or not pause:

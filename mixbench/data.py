@@ -36,6 +36,10 @@ class EncodedSplit:
     def subset(self, rows: torch.Tensor) -> EncodedSplit:
         return EncodedSplit(self.inputs[rows], self.targets[rows], self.domain_ids[rows])
 
+    def batch(self, rows, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of `rows`, each (B, T), on `device`."""
+        return self.inputs[rows].to(device), self.targets[rows].to(device)
+
 
 def encode_examples(
     examples: list[Example],

@@ -33,7 +33,7 @@ class Probe:
         self._meter.add_flops("strategy", label, flops)
 
     def eval_losses(self) -> np.ndarray:
-        return self._need_bench().evaluate("strategy", "probe_eval")
+        return self._need_bench().evaluate("strategy", "probe_eval").losses
 
     def gradient(self, domain: int | None = None) -> np.ndarray:
         return self._need_bench().batch_gradient(domain, "strategy", "probe_gradient")

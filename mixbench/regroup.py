@@ -166,10 +166,20 @@ def embed_with_cache(info: TaskInfo, embedder: Embedder, train_texts: list[str],
     if stored is not None and {"train", "eval"} <= set(stored):
         return stored["train"], stored["eval"], True, path
     embedder.fit(train_texts)
-    train_x = embedder.embed(train_texts, progress=progress)
-    eval_x = embedder.embed(eval_texts, progress=progress)
+    train_x = _embed_distinct(embedder, train_texts, progress)
+    eval_x = _embed_distinct(embedder, eval_texts, progress)
     _save_npz(path, train=train_x, eval=eval_x)
     return train_x, eval_x, False, path
+
+
+def _embed_distinct(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
+    """Embeds each distinct text once (templated captions repeat a lot), in first-seen order, so
+    a list without repeats is embedded exactly as it would be whole."""
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) == len(texts):
+        return embedder.embed(texts, progress=progress)
+    position = {text: i for i, text in enumerate(distinct)}
+    return embedder.embed(distinct, progress=progress)[[position[t] for t in texts]]
 
 
 def _digest(*parts) -> str:

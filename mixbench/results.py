@@ -44,6 +44,12 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
             "final_mean_eval_loss": history.final_mean_eval_loss,
             "initial_eval_losses": dict(zip(domains, history.initial_eval_losses)),
             "final_eval_losses": dict(zip(domains, history.final_eval_losses)),
+            # Task metrics beyond the loss (image-text: zero-shot retrieval), overall and per domain.
+            "initial_eval_metrics": history.initial_eval_metrics,
+            "final_eval_metrics": history.final_eval_metrics,
+            "final_domain_eval_metrics": {
+                name: dict(zip(domains, values))
+                for name, values in (history.rounds[-1].domain_eval_metrics if history.rounds else {}).items()},
             "steps_done": len(history.train_losses),
             "tokens_trained": history.tokens_trained,
             "num_params": history.num_params,

@@ -163,7 +163,8 @@ def _round_logger(tracker, domains):
     from mixbench.tracking import metric_key
 
     def log_round(record):
-        metrics = {"mean_eval_loss": record.mean_eval_loss, "round": record.round_index}
+        metrics = {"mean_eval_loss": record.mean_eval_loss, "round": record.round_index,
+                   **{f"eval.{k}": v for k, v in record.eval_metrics.items()}}
         for i, d in enumerate(domains):
             metrics[metric_key("eval_loss", i, d)] = record.eval_losses[i]
             metrics[metric_key("p", i, d)] = record.mixture[i]
@@ -200,17 +201,21 @@ def _print_summary(result: dict, path: Path, tracker) -> None:
          f"{m['train_seconds']:.0f} s")
     echo(f"mean eval loss (q-weighted): initial {_f(m['initial_mean_eval_loss'])} -> final "
          f"{_f(m['final_mean_eval_loss'])}")
+    for line in _metric_lines(m.get("initial_eval_metrics") or {}, m.get("final_eval_metrics") or {}):
+        echo(line)
     final = m["final_eval_losses"]
+    per_domain = m.get("final_domain_eval_metrics") or {}
     rows = sorted((i for i, d in enumerate(domains) if _finite(final[d])), key=lambda i: final[domains[i]])
     shown = rows if len(rows) <= 16 else rows[:6] + [None] + rows[-6:]
     width = max(6, min(32, max(len(d) for d in domains)))
-    echo(f"  {'domain':<{width}}  initial    final  p_final")
+    echo(f"  {'domain':<{width}}  initial    final  p_final" + "".join(f"  {name:>8}" for name in per_domain))
     for i in shown:
         if i is None:
             echo(f"  ... {len(rows) - 12} more in the results JSON")
             continue
         d = domains[i]
-        echo(f"  {d[:width]:<{width}}  {_f(m['initial_eval_losses'][d]):>7}  {_f(final[d]):>7}  {final_p[i]:.4f}")
+        echo(f"  {d[:width]:<{width}}  {_f(m['initial_eval_losses'][d]):>7}  {_f(final[d]):>7}  {final_p[i]:.4f}"
+             + "".join(f"  {_f(values[d]):>{max(8, len(name))}}" for name, values in per_domain.items()))
     if len(rows) < len(domains):
         echo(f"  ({len(domains) - len(rows)} domains have no eval examples: q = 0, trained on but not scored)")
     p = [x for x in final_p if _finite(x)]
@@ -232,6 +237,18 @@ def _print_summary(result: dict, path: Path, tracker) -> None:
     if tracker is not None:
         echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")
         echo(f"        view with: mlflow ui --backend-store-uri {tracker.tracking_uri}")
+
+
+def _metric_lines(initial: dict, final: dict) -> list[str]:
+    """'name: initial a -> final b' per task metric; a constant one (a chance level) once."""
+    lines = []
+    for name, value in final.items():
+        before = initial.get(name)
+        if before is not None and before != value:
+            lines.append(f"{name}: initial {_f(before)} -> final {_f(value)}")
+        else:
+            lines.append(f"{name}: {_f(value)}")
+    return lines
 
 
 def _f(x) -> str:

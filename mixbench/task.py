@@ -98,6 +98,14 @@ class TaskData:
         if not self.eval:
             raise TaskDataError("the task has no evaluation examples")
         object.__setattr__(self, "domains", tuple(sorted({e.domain for e in self.train})))
+        with_image = sum(e.image is not None for e in self.train) + sum(e.image is not None for e in self.eval)
+        if with_image not in (0, len(self.train) + len(self.eval)):
+            raise TaskDataError(f"{with_image} of {len(self.train) + len(self.eval)} examples have an image: "
+                                "a task's examples are either all image-text or all text")
+
+    @property
+    def modality(self) -> str:
+        return "text" if self.train[0].image is None else "image-text"
 
     def unseen_eval_domains(self) -> list[str]:
         """Eval domains with no training data (an out-of-domain split has them by design)."""

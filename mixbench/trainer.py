@@ -18,17 +18,16 @@ import torch
 from tqdm.auto import tqdm
 
 from mixbench.bench import Bench, StepResult, cosine_schedule
-from mixbench.data import encode_examples
 from mixbench.errors import MixbenchError
 from mixbench.evaluation import select_eval_subset, weighted_mean
 from mixbench.meter import Meter
 from mixbench.mixture import Mixture
-from mixbench.models import build_model
 from mixbench.probe import Probe
 from mixbench.sampler import MixtureSampler
 from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal, StepFeedback
 from mixbench.tap import GradientTap
 from mixbench.task import Budget, TaskData
+from mixbench.workload import Evaluation, build_workload
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class TrainConfig:
         return cls(**values)
 
     def validate(self) -> None:
-        for name in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain"):
+        for name in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain", "image_size"):
             if getattr(self, name) <= 0:
                 raise MixbenchError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.steps_per_round > self.steps:
@@ -84,6 +83,8 @@ class RoundRecord:
     mean_eval_loss: float              # Σ q_i L_i
     train_loss: float                  # mean batch loss over the round
     seconds: float
+    eval_metrics: dict = field(default_factory=dict)         # e.g. retrieval_top1 (image-text)
+    domain_eval_metrics: dict = field(default_factory=dict)  # the same per domain: name -> list
 
 
 @dataclass
@@ -94,6 +95,7 @@ class RunHistory:
     eval_proportions: list[float] = field(default_factory=list)
     initial_eval_losses: list[float] = field(default_factory=list)
     initial_mean_eval_loss: float = float("nan")
+    initial_eval_metrics: dict = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)     # per step
     final_mixture: list[float] = field(default_factory=list)
@@ -108,6 +110,10 @@ class RunHistory:
     @property
     def final_eval_losses(self) -> list[float]:
         return self.rounds[-1].eval_losses if self.rounds else self.initial_eval_losses
+
+    @property
+    def final_eval_metrics(self) -> dict:
+        return self.rounds[-1].eval_metrics if self.rounds else self.initial_eval_metrics
 
     @property
     def final_mean_eval_loss(self) -> float:
@@ -145,20 +151,20 @@ def train(
     history.meter = meter
     history.device = str(device)
 
-    # -- data: tokenise once; a fixed eval subset shared by every seed -----------------------
-    model, tokenizer = build_model(cfg.model, seq_len=cfg.seq_len, n_layer=cfg.n_layer,
-                                   n_head=cfg.n_head, n_embd=cfg.n_embd)
-    model.to(device)
+    # -- model and data: encoded once; a fixed eval subset shared by every seed --------------
+    workload = build_workload(data.modality, model=cfg.model, seq_len=cfg.seq_len, n_layer=cfg.n_layer,
+                              n_head=cfg.n_head, n_embd=cfg.n_embd, image_size=cfg.image_size)
+    model = workload.model.to(device)
     domains, m = data.domains, len(data.domains)
     q = data.eval_proportions()
-    train_split = encode_examples(data.train, domains, tokenizer, cfg.seq_len)
-    eval_split = encode_examples(data.eval, domains, tokenizer, cfg.seq_len)
+    train_split = workload.encode(data.train, domains)
+    eval_split = workload.encode(data.eval, domains)
     if eval_rows is None:
         eval_rows = select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)
     eval_split = eval_split.subset(torch.as_tensor(np.asarray(eval_rows), dtype=torch.long))
     history.eval_rows = [int(i) for i in eval_rows]
     history.domains, history.eval_proportions = domains, q.tolist()
-    history.num_params = model.num_params()
+    history.num_params = workload.num_params()
 
     # -- strategy start; only the signals it asked for are computed --------------------------
     ctx = RunContext(domains=domains, train_sizes=data.sizes("train"), eval_proportions=q,
@@ -169,7 +175,7 @@ def train(
     round_eval_category = "strategy" if Signal.EVAL_LOSSES in wants else "eval"
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, 0.95))
-    bench = Bench(model=model, optimizer=optimizer, train_split=train_split, eval_split=eval_split,
+    bench = Bench(workload=workload, optimizer=optimizer, train_split=train_split, eval_split=eval_split,
                   sampler=MixtureSampler(train_split.domain_ids, m, seed=cfg.seed), meter=meter,
                   device=device, num_domains=m, n_params=history.num_params, batch_size=cfg.batch_size,
                   total_steps=cfg.steps, lr_at=cosine_schedule(cfg.lr, cfg.steps, cfg.warmup_fraction),
@@ -184,8 +190,9 @@ def train(
             raise MixbenchError(str(exc)) from None
 
     initial = bench.evaluate("eval")
-    history.initial_eval_losses = initial.tolist()
-    history.initial_mean_eval_loss = weighted_mean(initial, q)
+    history.initial_eval_losses = initial.losses.tolist()
+    history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
+    history.initial_eval_metrics = dict(initial.metrics)
 
     # -- every training step, the loop's or a probe's, is recorded the same way --------------
     bar = tqdm(total=cfg.steps, disable=not progress, desc=type(strategy).__name__, unit="step",
@@ -216,12 +223,13 @@ def train(
             done, round_steps[:] = list(round_steps), []
             counts = _per_domain([r.domains for r in done], m)
 
-            eval_losses = bench.evaluate(round_eval_category if bench.step < cfg.steps else "eval")
+            evaluation = bench.evaluate(round_eval_category if bench.step < cfg.steps else "eval")
+            eval_losses = evaluation.losses
             record = RoundRecord(
                 round_index=round_index, step=bench.step, mixture=mixture.tolist(), counts=counts.tolist(),
                 eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, q),
                 train_loss=float(np.mean([r.loss for r in done])) if done else float("nan"),
-                seconds=time.perf_counter() - round_start,
+                seconds=time.perf_counter() - round_start, **_metrics_of(evaluation),
             )
             history.rounds.append(record)  # recorded before the update: a failing update loses nothing
             if on_round is not None:
@@ -243,9 +251,9 @@ def train(
             tap.remove()
         history.seconds = time.perf_counter() - started
         history.shape = RunShape(num_params=history.num_params, train_tokens=bench.tokens_trained,
-                                 eval_tokens=int(eval_split.inputs.numel()),
-                                 batch_tokens=cfg.batch_size * cfg.seq_len, rounds=len(history.rounds),
-                                 num_domains=m)
+                                 eval_tokens=round(len(eval_split) * workload.tokens_per_example),
+                                 batch_tokens=round(cfg.batch_size * workload.tokens_per_example),
+                                 rounds=len(history.rounds), num_domains=m)
     return history
 
 
@@ -258,8 +266,13 @@ def _train_losses(steps: list[StepResult], m: int) -> np.ndarray:
     loss, tokens = np.zeros(m), np.zeros(m)
     for r in steps:
         np.add.at(loss, r.domains, r.row_loss)
-        np.add.at(tokens, r.domains, r.row_tokens)
+        np.add.at(tokens, r.domains, r.row_weight)
     return _safe_ratio(loss, tokens)
+
+
+def _metrics_of(evaluation: Evaluation) -> dict:
+    return {"eval_metrics": dict(evaluation.metrics),
+            "domain_eval_metrics": {k: v.tolist() for k, v in evaluation.domain_metrics.items()}}
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -1,0 +1,84 @@
+"""What the shared trainer trains: a model, how examples become tensors, the loss of a batch and
+the per-domain evaluation. One workload per task modality; the trainer, the bench and the probe
+meet a model only through this face, so every strategy runs unchanged on text and image-text.
+
+    text        causal language modelling, loss on response tokens   (lm_workload.py)
+    image-text  CLIP-style dual encoder, symmetric InfoNCE            (clip_workload.py)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mixbench.errors import MixbenchError
+from mixbench.task import Example
+
+
+class Split(Protocol):
+    """Encoded examples of one split: tensors on the CPU, rows aligned with `domain_ids`."""
+
+    domain_ids: torch.Tensor  # (n,) int64, index into the run's domain tuple
+
+    def __len__(self) -> int: ...
+
+    def subset(self, rows: torch.Tensor) -> Split: ...
+
+    def batch(self, rows, device) -> tuple[torch.Tensor, ...]:
+        """The model inputs of `rows`, moved to `device`."""
+
+
+@dataclass(frozen=True)
+class BatchLoss:
+    loss: torch.Tensor          # scalar: what is back-propagated, Σ row_loss / Σ row_weight
+    row_loss: torch.Tensor      # (B,) each example's summed loss
+    row_weight: torch.Tensor    # (B,) what each example counts for (tokens for text, 1 for image-text)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    losses: np.ndarray                                   # (m,) mean loss per domain, NaN if unscored
+    metrics: dict[str, float] = field(default_factory=dict)          # e.g. retrieval accuracy
+    domain_metrics: dict[str, np.ndarray] = field(default_factory=dict)  # the same, per domain
+
+
+class Workload(ABC):
+    """A model and its objective. `model.head` is the final nn.Linear the gradient tap sits on."""
+
+    model: nn.Module
+    # Forward FLOPs of one example divided by 2·N: the example's "token equivalents", so the
+    # 6·N·D training-FLOP rule and the paper's overhead formulas apply to every modality.
+    tokens_per_example: float
+
+    @abstractmethod
+    def encode(self, examples: list[Example], domains: tuple[str, ...]) -> Split:
+        ...
+
+    @abstractmethod
+    def loss(self, batch: tuple[torch.Tensor, ...]) -> BatchLoss:
+        """The training loss of one batch (the tap, if installed, sees this forward)."""
+
+    @abstractmethod
+    def evaluate(self, split: Split, num_domains: int, batch_size: int, device) -> Evaluation:
+        """Per-domain loss (and any task metric) on `split`, without gradients."""
+
+    def num_params(self) -> int:
+        return self.model.num_params()
+
+
+def build_workload(modality: str, *, model: str, seq_len: int, n_layer: int, n_head: int, n_embd: int,
+                   image_size: int) -> Workload:
+    """The workload of a task modality; `model` is checked against it."""
+    from mixbench.clip_workload import ContrastiveImageText
+    from mixbench.lm_workload import LanguageModelling
+
+    builders = {"text": LanguageModelling.build, "image-text": ContrastiveImageText.build}
+    if modality not in builders:
+        raise MixbenchError(f"no workload for task modality {modality!r}; known: {', '.join(builders)}")
+    return builders[modality](model=model, seq_len=seq_len, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                              image_size=image_size)
