@@ -12,12 +12,16 @@ run needs ``--domains regroup`` (the paper's setting where Gq would otherwise be
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
 from mixbench.task import Budget, TaskData, TaskDataError
 from tasks.evals_registry import EvalsTaskBase, load_evals
+
+
+log = logging.getLogger(__name__)
 
 
 class EvalsOOD(EvalsTaskBase):
@@ -53,5 +57,12 @@ class EvalsOOD(EvalsTaskBase):
         order = np.random.default_rng(self.split_seed).permutation(len(names))
         n_eval = min(len(names) - 1, max(1, int(np.floor(self.eval_task_fraction * len(names) + 0.5))))
         held_out = {names[i] for i in order[:n_eval]}
-        return TaskData(train=[e for n in names if n not in held_out for e in groups[n]],
-                        eval=[e for n in names if n in held_out for e in groups[n]])
+        train = [e for n in names if n not in held_out for e in groups[n]]
+        # Some evals share samples with others (variants of one dataset): a held-out sample that
+        # is also a training sample would not be held out, so it leaves the evaluation set.
+        seen = {(e.prompt, e.response) for e in train}
+        evaluation = [e for n in names if n in held_out for e in groups[n] if (e.prompt, e.response) not in seen]
+        if len(evaluation) < sum(len(groups[n]) for n in held_out):
+            log.info("evals-ood: %d held-out samples also occur in training evals; left out of evaluation",
+                     sum(len(groups[n]) for n in held_out) - len(evaluation))
+        return TaskData(train=train, eval=evaluation)

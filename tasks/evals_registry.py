@@ -241,8 +241,14 @@ def discover(source: RegistrySource) -> list[EvalSpec]:
 def read_eval(source: RegistrySource, spec: EvalSpec, *, max_rows: int | None, seed: int) -> list[Example]:
     """Up to `max_rows` samples of one eval (a seeded sample of its file), as examples of its domain."""
     rel = f"data/{spec.samples}"
-    return parse_jsonl(source.read(rel), source.display(rel), lambda r: to_example(r, spec.name),
-                       required=("input", "ideal"), limit=max_rows, seed=[seed, stable_hash(spec.name)])
+    examples = parse_jsonl(source.read(rel), source.display(rel), lambda r: to_example(r, spec.name),
+                           required=("input", "ideal"), limit=max_rows, seed=[seed, stable_hash(spec.name)])
+    # Some eval files repeat samples verbatim; a copy on each side of the split would put training
+    # data in the evaluation set, so each sample is kept once.
+    distinct = list(dict.fromkeys(examples))
+    if len(distinct) < len(examples):
+        log.info("%s: %d repeated samples kept once", source.display(rel), len(examples) - len(distinct))
+    return distinct
 
 
 def load_evals(source: RegistrySource, specs: list[EvalSpec], *, max_rows: int | None, min_rows: int, seed: int,

@@ -558,3 +558,23 @@ def test_evals_ood_regrouped_trains_rnb_with_finite_losses(evals_wheel):
         assert np.all(np.isfinite(np.array(record.eval_losses)[measured]))
         assert np.all(np.isfinite(record.mixture)) and abs(sum(record.mixture) - 1) < 1e-9
     assert np.all(np.isfinite(history.final_mixture))
+
+
+def test_evals_repeated_samples_are_kept_once_so_train_and_eval_stay_disjoint(tmp_path):
+    name, words = "planet-orbits", EVALS_TOPICS["planet-orbits"]
+    repeat = json.dumps(evals_samples(name, words)[0])
+    wheel = build_evals_wheel(tmp_path / "evals-3.0.1.post1-py3-none-any.whl",
+                              bad_rows={name: {5: repeat, 9: repeat}})
+    data = EvalsID(source=wheel, num_tasks=None).load()
+    assert data.sizes("train")[data.domains.index(name)] + data.sizes("eval")[data.domains.index(name)] == 30
+    assert not set(data.train) & set(data.eval)
+
+
+def test_evals_ood_leaves_out_held_out_samples_that_training_evals_share(tmp_path):
+    shared = json.dumps({"input": "What is shared by every eval?", "ideal": "this row"})
+    wheel = build_evals_wheel(tmp_path / "evals-3.0.1.post1-py3-none-any.whl",
+                              bad_rows={name: {3: shared} for name in EVALS_TOPICS})
+    data = EvalsOOD(source=wheel, num_tasks=None).load()
+    assert any(e.response == "this row" for e in data.train)
+    assert not any(e.response == "this row" for e in data.eval)
+    assert not {(e.prompt, e.response) for e in data.train} & {(e.prompt, e.response) for e in data.eval}

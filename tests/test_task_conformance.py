@@ -56,9 +56,6 @@ KNOWN_FAILURES = {
     ("synthetic", "train_eval_disjoint"):
         "each domain has only `modulus` (50 + 17·d) distinct progressions, so most eval examples repeat "
         "training ones; changing the generator moves results/repro_golden.json",
-    ("evals-id", "train_eval_disjoint"):
-        "evals 3.0.1.post1 repeats samples inside some eval files (e.g. computer-science-problems, corr2cause); "
-        "the per-eval 90/10 split puts copies on both sides (13 of 1222 eval examples)",
 }
 
 
