@@ -8,6 +8,7 @@ centroid. The result relabels the task's examples with cluster domains "c00", "c
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, replace
@@ -19,6 +20,8 @@ from mixbench import clustering
 from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
 from mixbench.task import Example, TaskData, TaskInfo
+
+log = logging.getLogger(__name__)
 
 TOP_TERMS = 6
 
@@ -61,6 +64,7 @@ def regroup(data: TaskData, info: TaskInfo, embedder: Embedder, ks: list[int], *
     train_texts = [example_text(e) for e in data.train]
     eval_texts = [example_text(e) for e in data.eval]
     _check_inputs(train_texts, eval_texts, ks, sample)
+    ks = _ks_within_distinct(ks, len(set(train_texts)))
     train_x, eval_x, cached, key = embed_with_cache(info, embedder, train_texts, eval_texts, progress)
     grouping_path = key.parent / f"{key.stem}-groups-{_digest(ks, seed, sample)}.npz"
     stored = _load_grouping(grouping_path, embedder.identity(), cached)
@@ -145,6 +149,18 @@ def _check_inputs(train_texts, eval_texts, ks, sample) -> None:
         raise MixbenchError(f"--sample must be at least 2, got {sample}")
     if max(ks) >= n:
         raise MixbenchError(f"k={max(ks)} needs more than {n} training examples to cluster; use a smaller --k")
+
+
+def _ks_within_distinct(ks: list[int], distinct: int) -> list[int]:
+    """k above the number of distinct texts only splits identical points (templated captions):
+    such k are left out of the sweep, with a note."""
+    kept = [k for k in ks if k <= distinct]
+    if not kept:
+        raise MixbenchError(f"the training set has only {distinct} distinct texts, fewer than every k asked for "
+                            f"({min(ks)}..{max(ks)}); use --domains regroup:K with K <= {distinct}")
+    if len(kept) < len(ks):
+        log.info("only %d distinct training texts: k above %d left out of the sweep", distinct, distinct)
+    return kept
 
 
 # -- embedding cache -----------------------------------------------------------------------------

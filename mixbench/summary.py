@@ -58,8 +58,26 @@ def summarize(results: list[dict]) -> pd.DataFrame:
             "overhead_seconds_pct": float(np.mean([o.get("seconds_pct", 0.0) for o in overhead])),
             "diff_vs_stratified": float(diffs.mean()) if diffs.size else math.nan,
             "paired_t_p": p_value,
+            **_task_metrics([by_seed[s] for s in sorted(by_seed)]),
         })
     return pd.DataFrame(rows)
+
+
+def _task_metrics(runs: list[dict]) -> dict:
+    """Mean and std over seeds of each task metric beyond the loss (image-text: retrieval top-1)."""
+    values = defaultdict(list)
+    for r in runs:
+        for name, value in (r["metrics"].get("final_eval_metrics") or {}).items():
+            values[name].append(value)
+    out = {}
+    for name, vs in values.items():
+        out[f"{name}_mean"] = float(np.mean(vs))
+        out[f"{name}_std"] = float(np.std(vs, ddof=1)) if len(vs) > 1 else 0.0
+    return out
+
+
+def _metric_names(table: pd.DataFrame) -> list[str]:
+    return [c[:-5] for c in table.columns if c.endswith("_mean") and c != "final_loss_mean"]
 
 
 def per_domain_table(results: list[dict]) -> pd.DataFrame:
@@ -75,26 +93,37 @@ def per_domain_table(results: list[dict]) -> pd.DataFrame:
 
 
 def format_table(table: pd.DataFrame) -> str:
+    metrics = _metric_names(table)
     lines = [f"{'algo':<11} {'domains':<9} {'seeds':>5}  {'final eval loss':>17}  {'steps to strat.':>15}  "
-             f"{'FLOPs +%':>10}  {'time +%':>8}  {'Δ vs strat.':>11}  {'p (paired t)':>12}"]
-    for row in table.itertuples():
+             f"{'FLOPs +%':>10}  {'time +%':>8}  {'Δ vs strat.':>11}  {'p (paired t)':>12}"
+             + "".join(f"  {name:>17}" for name in metrics)]
+    for row in table.to_dict("records"):
         lines.append(
-            f"{row.algo:<11} {row.domains:<9} {row.seeds:>5}  {row.final_loss_mean:>8.4f} ± {row.final_loss_std:<6.4f}"
-            f"  {_num(row.steps_to_stratified_final, '.0f'):>15}  {row.overhead_flops_pct:>10.4g}  "
-            f"{row.overhead_seconds_pct:>8.3g}  {_num(row.diff_vs_stratified, '+.4f'):>11}  "
-            f"{_num(row.paired_t_p, '.3g'):>12}")
+            f"{row['algo']:<11} {row['domains']:<9} {row['seeds']:>5}  {row['final_loss_mean']:>8.4f} ± "
+            f"{row['final_loss_std']:<6.4f}  {_num(row['steps_to_stratified_final'], '.0f'):>15}  "
+            f"{row['overhead_flops_pct']:>10.4g}  {row['overhead_seconds_pct']:>8.3g}  "
+            f"{_num(row['diff_vs_stratified'], '+.4f'):>11}  {_num(row['paired_t_p'], '.3g'):>12}"
+            + "".join(f"  {_pm(row, name):>17}" for name in metrics))
     return "\n".join(lines)
 
 
+def _pm(row: dict, name: str) -> str:
+    mean, std = row.get(f"{name}_mean"), row.get(f"{name}_std")
+    return "—" if mean is None or math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
+    metrics = _metric_names(table)
     header = ("| algo | domains | seeds | final eval loss (mean ± std) | steps to stratified's final | "
-              "FLOP overhead % | time overhead % | Δ vs stratified | p (paired t) |")
-    lines = [header, "|" + "---|" * 9]
-    for row in table.itertuples():
-        lines.append(f"| {row.algo} | {row.domains} | {row.seeds} | {row.final_loss_mean:.4f} ± "
-                     f"{row.final_loss_std:.4f} | {_num(row.steps_to_stratified_final, '.0f')} | "
-                     f"{row.overhead_flops_pct:.4g} | {row.overhead_seconds_pct:.3g} | "
-                     f"{_num(row.diff_vs_stratified, '+.4f')} | {_num(row.paired_t_p, '.3g')} |")
+              "FLOP overhead % | time overhead % | Δ vs stratified | p (paired t) |"
+              + "".join(f" {name} (mean ± std) |" for name in metrics))
+    lines = [header, "|" + "---|" * (9 + len(metrics))]
+    for row in table.to_dict("records"):
+        lines.append(f"| {row['algo']} | {row['domains']} | {row['seeds']} | {row['final_loss_mean']:.4f} ± "
+                     f"{row['final_loss_std']:.4f} | {_num(row['steps_to_stratified_final'], '.0f')} | "
+                     f"{row['overhead_flops_pct']:.4g} | {row['overhead_seconds_pct']:.3g} | "
+                     f"{_num(row['diff_vs_stratified'], '+.4f')} | {_num(row['paired_t_p'], '.3g')} |"
+                     + "".join(f" {_pm(row, name)} |" for name in metrics))
     return "\n".join(lines)
 
 

@@ -180,3 +180,16 @@ def test_a_model_that_does_not_fit_the_task_is_refused(run_cli, tmp_path, task, 
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))
+
+
+def test_compare_and_report_on_digits_show_retrieval(run_cli, tmp_path):
+    proc = run_cli("compare", "--task", "digits", "--algos", "stratified,rnb", "--seeds", "0,1", "--steps", "40",
+                   "--steps-per-round", "20", "--embedder", "tfidf", "--no-mlflow", "--no-progress", "--out", "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "retrieval_top1" in proc.stdout.splitlines()[0] or "retrieval_top1" in proc.stdout
+    markdown = (tmp_path / "out/digits/summary.md").read_text()
+    assert "retrieval_top1 (mean ± std)" in markdown
+    csv = (tmp_path / "out/digits/summary.csv").read_text().splitlines()
+    assert "retrieval_top1_mean" in csv[0] and len(csv) == 3
+    report = run_cli("report", "out/digits")
+    assert report.returncode == 0, report.stderr

@@ -178,3 +178,26 @@ def test_run_regroups_for_rnb_and_not_for_baselines(run_cli, tmp_path):
     assert regrouped["domains"]["k"] == 4
     # Both domain definitions are scored on the very same eval examples.
     assert regrouped["metrics"]["eval_rows"] == original["metrics"]["eval_rows"] != []
+
+
+def test_k_above_the_number_of_distinct_texts_is_left_out_of_the_sweep(caplog):
+    import logging
+
+    import numpy as np
+
+    from mixbench.errors import MixbenchError
+    from mixbench.regroup import regroup
+    from mixbench.task import Example, TaskData, TaskInfo
+    from embedders.tfidf import Tfidf
+
+    captions = ["a red circle", "a blue square", "a green triangle"]
+    image = np.zeros((2, 2, 3), np.uint8)
+    data = TaskData(train=[Example("", captions[i % 3], "all", image) for i in range(60)],
+                    eval=[Example("", captions[i % 3], "all", image) for i in range(6)])
+    info = TaskInfo(name="shapes", description="templated captions", source="test", license="MIT", version="1")
+    with caplog.at_level(logging.INFO, logger="mixbench.regroup"):
+        grouping = regroup(data, info, Tfidf(), list(range(2, 9)))
+    assert sorted(row["k"] for row in grouping.sweep) == [2, 3]
+    assert grouping.k == 3 and "only 3 distinct training texts" in caplog.text
+    with pytest.raises(MixbenchError, match="only 3 distinct texts"):
+        regroup(data, info, Tfidf(), [4, 5])
