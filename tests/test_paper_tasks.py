@@ -578,3 +578,17 @@ def test_evals_ood_leaves_out_held_out_samples_that_training_evals_share(tmp_pat
     assert any(e.response == "this row" for e in data.train)
     assert not any(e.response == "this row" for e in data.eval)
     assert not {(e.prompt, e.response) for e in data.train} & {(e.prompt, e.response) for e in data.eval}
+
+
+def test_cli_rnb_on_natinst_test_regroups_and_stays_finite(run_cli, natinst_root, tmp_path):
+    small = ["--steps", "6", "--steps-per-round", "3", "--seq-len", "64", "--batch-size", "4",
+             "--eval-per-domain", "4", "--no-progress", "--no-mlflow", "--embedder", "tfidf"]
+    env = {"MIXBENCH_NATINST": str(natinst_root)}
+    refused = run_cli("run", "--algo", "rnb", "--task", "natinst-test", "--domains", "original", *small, env=env)
+    assert refused.returncode == 2 and "--domains regroup" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    proc = run_cli("run", "--algo", "rnb", "--task", "natinst-test", "--domains", "regroup:3", *small, env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "runs/natinst-test/rnb/regroup/seed0.json").read_text())
+    assert result["status"] == "finished" and math.isfinite(result["metrics"]["final_mean_eval_loss"])
+    assert all(math.isfinite(x) for record in result["rounds"] for x in record["mixture"])
