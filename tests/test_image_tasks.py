@@ -517,3 +517,29 @@ def test_conformance(clipart_root, datacomp_dir):
     kit = pytest.importorskip("mixbench.task_conformance")
     kit.check_task(OpenClipart())
     kit.check_task(DataComp())
+
+
+def test_rnb_trains_on_real_openclipart_regrouped(monkeypatch):
+    """The acceptance run on the real packages, small: regroup the captions, balance, score retrieval."""
+    from algorithms.rnb import RnB
+    from embedders.tfidf import Tfidf
+    from mixbench.regroup import apply, regroup
+    from mixbench.trainer import TrainConfig, train
+
+    for name, value in REAL_ENV.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr("tasks.openclipart.SYSTEM_TREE", Path("/usr/share/openclipart"))
+    task = OpenClipart(max_per_domain=12)
+    if task.status() != "ready":
+        pytest.skip(f"openclipart data not found at {task._location()}: run {FETCH_SCRIPT}")
+    original = task.load()
+    data = apply(original, regroup(original, task.info(), Tfidf(dim=32), [6], seed=0))
+    history = train(data, RnB(), TrainConfig.from_budget(task.budget, steps=20, steps_per_round=10, batch_size=32,
+                                                         eval_per_domain=8), progress=False)
+    assert len(history.train_losses) == 20 and np.all(np.isfinite(history.train_losses))
+    assert np.isfinite(history.final_mean_eval_loss)
+    assert 0 <= history.final_eval_metrics["retrieval_top1"] <= 1
+    assert np.all(np.isfinite(history.final_mixture))
