@@ -22,7 +22,8 @@ class LanguageModelling(Workload):
     @classmethod
     def build(cls, *, model: str, seq_len: int, n_layer: int, n_head: int, n_embd: int, image_size: int):
         if model == "clip":
-            raise MixbenchError("--model clip is for image-text tasks; a text task takes 'gpt' or an HF model directory")
+            raise MixbenchError("--model clip is for image-text tasks; "
+                                "a text task takes 'gpt' or an HF model directory")
         built, tokenizer = build_model(model, seq_len=seq_len, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         return cls(built, tokenizer, seq_len)
 

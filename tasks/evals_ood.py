@@ -20,7 +20,6 @@ import numpy as np
 from mixbench.task import Budget, TaskData, TaskDataError
 from tasks.evals_registry import EvalsTaskBase, load_evals
 
-
 log = logging.getLogger(__name__)
 
 

@@ -185,10 +185,10 @@ def test_k_above_the_number_of_distinct_texts_is_left_out_of_the_sweep(caplog):
 
     import numpy as np
 
+    from embedders.tfidf import Tfidf
     from mixbench.errors import MixbenchError
     from mixbench.regroup import regroup
     from mixbench.task import Example, TaskData, TaskInfo
-    from embedders.tfidf import Tfidf
 
     captions = ["a red circle", "a blue square", "a green triangle"]
     image = np.zeros((2, 2, 3), np.uint8)
