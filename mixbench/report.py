@@ -16,7 +16,7 @@ import numpy as np
 
 from mixbench.errors import MixbenchError
 from mixbench.results import write_text
-from mixbench.summary import summarize, summary_figure, to_markdown
+from mixbench.summary import curve_metrics, summarize, summary_figure, to_markdown
 
 # The paper's Table 1 overhead ranges (% of training FLOPs): a different model and data, for scale.
 PAPER_TABLE1 = {"rnb": "0.0006 – 0.1", "dga": "0.4 – 1601", "skillit": "14 – 6e7", "aioli": "62 – 7e6"}
@@ -62,6 +62,12 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
         plt.close(fig)
         sections.append(("Eval loss during training", "Mean over seeds; the band spans min to max.",
                          "eval_loss.png"))
+        for metric in curve_metrics(finished):   # image-text: zero-shot retrieval
+            fig = summary_figure(finished, metric)
+            fig.savefig(out / f"{metric}.png", dpi=110)
+            plt.close(fig)
+            sections.append((f"{metric} during training", "Mean over seeds; the band spans min to max.",
+                             f"{metric}.png"))
         for r in _first_seed_per_group(finished):
             name = f"mixture_{r['strategy']['name']}_{r['domains']['method']}.png"
             from mixbench.plots import plot_mixture

@@ -131,31 +131,44 @@ def _num(x: float, fmt: str) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def summary_figure(results: list[dict]):
-    """Mean eval loss against step per (algo, domains): mean over seeds with a min–max band."""
+def summary_figure(results: list[dict], metric: str | None = None):
+    """Mean eval loss (or the task metric `metric`, e.g. retrieval_top1) against step per
+    (algo, domains): mean over seeds with a min–max band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def value(record_or_metrics: dict, initial: bool) -> float:
+        if metric is None:
+            return record_or_metrics["initial_mean_eval_loss" if initial else "mean_eval_loss"]
+        metrics = record_or_metrics["initial_eval_metrics" if initial else "eval_metrics"] or {}
+        return metrics.get(metric, math.nan)
+
     curves = defaultdict(list)
     for r in results:
         if r.get("status") == "finished" and r["rounds"]:
             steps = [0] + [x["step"] for x in r["rounds"]]
-            losses = [r["metrics"]["initial_mean_eval_loss"]] + [x["mean_eval_loss"] for x in r["rounds"]]
-            curves[_key(r)].append((steps, losses))
+            values = [value(r["metrics"], True)] + [value(x, False) for x in r["rounds"]]
+            curves[_key(r)].append((steps, values))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for (algo, domains), runs in sorted(curves.items()):
         steps = runs[0][0]
-        matrix = np.array([losses for s, losses in runs if s == steps], dtype=float)
+        matrix = np.array([values for s, values in runs if s == steps], dtype=float)
         mean = np.nanmean(matrix, axis=0)
         line, = ax.plot(steps, mean, marker="o", ms=3, label=f"{algo} ({domains}, {len(matrix)} seeds)")
         if len(matrix) > 1:
             ax.fill_between(steps, np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0), alpha=0.2,
                             color=line.get_color())
     ax.set_xlabel("training step")
-    ax.set_ylabel("mean eval loss (q-weighted, nats/token)")
-    ax.set_title("eval loss during training: mean over seeds, band = min–max")
+    ax.set_ylabel("mean eval loss (q-weighted)" if metric is None else f"{metric} on the eval subset")
+    ax.set_title(f"{'eval loss' if metric is None else metric} during training: mean over seeds, band = min–max")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def curve_metrics(results: list[dict]) -> list[str]:
+    """Task metrics recorded every round that change over training (chance levels do not)."""
+    names = {name for r in results for x in r["rounds"] for name in (x.get("eval_metrics") or {})}
+    return sorted(n for n in names if not n.endswith("_chance"))

@@ -192,3 +192,5 @@ def test_compare_and_report_on_digits_show_retrieval(run_cli, tmp_path):
     assert "retrieval_top1_mean" in csv[0] and len(csv) == 3
     report = run_cli("report", "out/digits")
     assert report.returncode == 0, report.stderr
+    assert "retrieval_top1 during training" in (tmp_path / "out/digits/report/report.md").read_text()
+    assert (tmp_path / "out/digits/report/retrieval_top1.png").stat().st_size > 0
