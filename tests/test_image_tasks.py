@@ -543,3 +543,21 @@ def test_rnb_trains_on_real_openclipart_regrouped(monkeypatch):
     assert np.isfinite(history.final_mean_eval_loss)
     assert 0 <= history.final_eval_metrics["retrieval_top1"] <= 1
     assert np.all(np.isfinite(history.final_mixture))
+
+
+def test_cli_runs_openclipart_and_refuses_too_many_unreadable_pictures(run_cli, clipart_root, tmp_path):
+    env = {"MIXBENCH_OPENCLIPART": str(clipart_root)}
+    small = ["--steps", "4", "--steps-per-round", "2", "--batch-size", "8", "--no-progress", "--no-mlflow"]
+    proc = run_cli("run", "--algo", "rnb", "--task", "openclipart", "--domains", "original", *small, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "retrieval_top1" in proc.stdout
+    png = clipart_root / "usr" / "share" / "openclipart" / "png"
+    for name in ("shapes_item_05.png", "shapes_item_07.png", "food_item_10.png", "animals_item_11.png",
+                 "food_item_03.png"):
+        (png / name.split("_")[0] / name).write_bytes(b"not a png")
+    refused = run_cli("run", "--algo", "rnb", "--task", "openclipart", "--domains", "original", "--out", "again",
+                      *small, env=env)
+    assert refused.returncode == 2
+    error_lines = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "images" in error_lines[0]
+    assert not (tmp_path / "again").exists() or not list((tmp_path / "again").rglob("*.json"))
