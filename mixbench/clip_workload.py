@@ -119,7 +119,8 @@ class ContrastiveImageText(Workload):
 
         domains = split.domain_ids.numpy()
         return Evaluation(
-            losses=_per_domain_mean(row_loss.double().cpu().numpy(), domains, num_domains),
+            row_loss=row_loss.double().cpu().numpy(), row_weight=np.ones(len(split)), domain_ids=domains,
+            num_domains=num_domains,
             metrics={"retrieval_top1": float(correct.mean()), "retrieval_chance": 1.0 / distinct.size},
             domain_metrics={"retrieval_top1": _per_domain_mean(correct, domains, num_domains)},
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,21 +38,17 @@ class LanguageModelling(Workload):
 
     @torch.no_grad()
     def evaluate(self, split: EncodedSplit, num_domains: int, batch_size: int, device) -> Evaluation:
-        """Token-weighted mean loss per domain over its response tokens."""
+        """Per row: summed loss over its response tokens and their number (token-weighted means)."""
         was_training = self.model.training
         self.model.eval()
-        loss_sum = torch.zeros(num_domains, dtype=torch.float64)
-        tokens = torch.zeros(num_domains, dtype=torch.float64)
+        row_loss, row_tokens = [], []
         for start in range(0, len(split), batch_size):
-            rows = slice(start, start + batch_size)
-            x, y = split.batch(rows, device)
-            token_loss = self._token_loss(x, y)
-            domains = split.domain_ids[rows]
-            loss_sum.index_add_(0, domains, token_loss.sum(1).double().cpu())
-            tokens.index_add_(0, domains, (y != IGNORE).sum(1).double().cpu())
+            x, y = split.batch(slice(start, start + batch_size), device)
+            row_loss.append(self._token_loss(x, y).sum(1).double().cpu())
+            row_tokens.append((y != IGNORE).sum(1).double().cpu())
         self.model.train(was_training)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return Evaluation(np.where(tokens.numpy() > 0, loss_sum.numpy() / tokens.numpy(), np.nan))
+        return Evaluation(row_loss=torch.cat(row_loss).numpy(), row_weight=torch.cat(row_tokens).numpy(),
+                          domain_ids=split.domain_ids.numpy(), num_domains=num_domains)
 
     def _token_loss(self, x, y):
         logits = self.model(x)  # (B, T, V)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mixbench.errors import MixbenchError
 from mixbench.results import write_text
-from mixbench.summary import curve_metrics, summarize, summary_figure, to_markdown
+from mixbench.summary import curve_metrics, final_loss, summarize, summary_figure, to_markdown
 
 # The paper's Table 1 overhead ranges (% of training FLOPs): a different model and data, for scale.
 PAPER_TABLE1 = {"rnb": "0.0006 – 0.1", "dga": "0.4 – 1601", "skillit": "14 – 6e7", "aioli": "62 – 7e6"}
@@ -152,7 +152,7 @@ def _k_sweep(sweep: dict, runs: list[dict], path: Path) -> None:
     by_k = {}
     for r in runs:
         if r["task"]["name"] == sweep["task"] and r["domains"].get("method") == "regroup":
-            by_k.setdefault(r["domains"]["k"], []).append(r["metrics"]["final_mean_eval_loss"])
+            by_k.setdefault(r["domains"]["k"], []).append(final_loss(r))
     if len(by_k) > 1:
         right = ax.twinx()
         xs = sorted(by_k)

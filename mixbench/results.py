@@ -44,6 +44,13 @@ def build_result(*, algo, strategy, task_name, task_info, cfg, history, status, 
             "final_mean_eval_loss": history.final_mean_eval_loss,
             "initial_eval_losses": dict(zip(domains, history.initial_eval_losses)),
             "final_eval_losses": dict(zip(domains, history.final_eval_losses)),
+            # The same eval rows scored by the task's original domains: comparable across runs on
+            # different domain definitions (for a run on original domains it equals the above).
+            "initial_reference_eval_loss": history.initial_reference_eval_loss,
+            "final_reference_eval_loss": history.final_reference_eval_loss,
+            "final_reference_eval_losses": dict(zip(history.reference_domains,
+                                                    history.final_reference_eval_losses)),
+            "reference_proportions": dict(zip(history.reference_domains, history.reference_proportions)),
             # Task metrics beyond the loss (image-text: zero-shot retrieval), overall and per domain.
             "initial_eval_metrics": history.initial_eval_metrics,
             "final_eval_metrics": history.final_eval_metrics,

@@ -19,7 +19,7 @@ import numpy as np
 from mixbench.domains import DomainSpec
 from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
-from mixbench.evaluation import select_eval_subset
+from mixbench.evaluation import EvalReference, select_eval_subset
 from mixbench.results import _now, build_result, result_path, write_json
 from mixbench.strategy import MixingStrategy
 from mixbench.task import Task
@@ -61,6 +61,7 @@ def execute(req: RunRequest) -> int:
     # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
     # so runs on original and regrouped domains are scored on the very same examples.
     eval_rows = select_eval_subset(np.array([e.domain for e in data.eval]), cfg.eval_per_domain)
+    reference = EvalReference.of([e.domain for e in data.eval])   # and scored by them, too
     domains_info = {"method": "original"}
     if req.domains.method == "regroup":
         data, domains_info = _regroup(req, data, info)
@@ -72,7 +73,7 @@ def execute(req: RunRequest) -> int:
         if tracker is not None:
             tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains_info))
         train(data, req.strategy, cfg, history=history, progress=req.progress, eval_rows=eval_rows,
-              on_step=_step_logger(tracker), on_round=_round_logger(tracker, data.domains))
+              reference=reference, on_step=_step_logger(tracker), on_round=_round_logger(tracker, data.domains))
         status = "finished"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"
@@ -164,6 +165,7 @@ def _round_logger(tracker, domains):
 
     def log_round(record):
         metrics = {"mean_eval_loss": record.mean_eval_loss, "round": record.round_index,
+                   "reference_eval_loss": record.reference_eval_loss,
                    **{f"eval.{k}": v for k, v in record.eval_metrics.items()}}
         for i, d in enumerate(domains):
             metrics[metric_key("eval_loss", i, d)] = record.eval_losses[i]
@@ -201,6 +203,9 @@ def _print_summary(result: dict, path: Path, tracker) -> None:
          f"{m['train_seconds']:.0f} s")
     echo(f"mean eval loss (q-weighted): initial {_f(m['initial_mean_eval_loss'])} -> final "
          f"{_f(m['final_mean_eval_loss'])}")
+    if result["domains"].get("method") != "original":
+        echo(f"by the task's {len(m['final_reference_eval_losses'])} original domains (what compare uses): initial "
+             f"{_f(m['initial_reference_eval_loss'])} -> final {_f(m['final_reference_eval_loss'])}")
     for line in _metric_lines(m.get("initial_eval_metrics") or {}, m.get("final_eval_metrics") or {}):
         echo(line)
     final = m["final_eval_losses"]

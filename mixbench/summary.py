@@ -15,17 +15,32 @@ def _key(r: dict) -> tuple[str, str]:
     return r["strategy"]["name"], r["domains"]["method"]
 
 
+def final_loss(result: dict) -> float:
+    """The loss runs are compared on: Σ q_i L_i over the task's ORIGINAL domains, the same
+    quantity whatever domains a run trained on (results from before it existed: the run's own)."""
+    return _reference_or_own(result["metrics"], "final_reference_eval_loss", "final_mean_eval_loss")
+
+
+def round_loss(record: dict) -> float:
+    return _reference_or_own(record, "reference_eval_loss", "mean_eval_loss")
+
+
+def _reference_or_own(values: dict, reference: str, own: str) -> float:
+    value = values.get(reference)
+    return value if value is not None and math.isfinite(value) else values[own]
+
+
 def steps_to_reach(result: dict, target: float) -> float:
-    """The first round-end step at which the mean eval loss is at or below `target` (NaN: never)."""
+    """The first round-end step at which the eval loss is at or below `target` (NaN: never)."""
     for record in result["rounds"]:
-        loss = record["mean_eval_loss"]
+        loss = round_loss(record)
         if loss is not None and loss <= target:
             return float(record["step"])
     return math.nan
 
 
 def summarize(results: list[dict]) -> pd.DataFrame:
-    """One row per (algo, domains): final mean eval loss mean ± std over seeds, steps to reach
+    """One row per (algo, domains): final eval loss (by original domains) mean ± std over seeds, steps to reach
     stratified's final loss, overhead in FLOPs and seconds, and the paired difference against
     stratified on the same seeds with a paired t-test p-value."""
     from scipy import stats
@@ -37,16 +52,14 @@ def summarize(results: list[dict]) -> pd.DataFrame:
     rows = []
     for (algo, domains), by_seed in sorted(groups.items()):
         base = groups.get((BASELINE, domains)) or groups.get((BASELINE, "original")) or {}
-        finals = np.array([by_seed[s]["metrics"]["final_mean_eval_loss"] for s in sorted(by_seed)], dtype=float)
+        finals = np.array([final_loss(by_seed[s]) for s in sorted(by_seed)], dtype=float)
         paired = [s for s in sorted(by_seed) if s in base]
-        diffs = np.array([by_seed[s]["metrics"]["final_mean_eval_loss"] - base[s]["metrics"]["final_mean_eval_loss"]
-                          for s in paired], dtype=float)
+        diffs = np.array([final_loss(by_seed[s]) - final_loss(base[s]) for s in paired], dtype=float)
         p_value = math.nan
         if len(paired) >= 2 and algo != BASELINE and np.any(diffs != diffs[0]):
-            p_value = float(stats.ttest_rel(
-                [by_seed[s]["metrics"]["final_mean_eval_loss"] for s in paired],
-                [base[s]["metrics"]["final_mean_eval_loss"] for s in paired]).pvalue)
-        reach = [steps_to_reach(by_seed[s], base[s]["metrics"]["final_mean_eval_loss"]) for s in paired]
+            p_value = float(stats.ttest_rel([final_loss(by_seed[s]) for s in paired],
+                                            [final_loss(base[s]) for s in paired]).pvalue)
+        reach = [steps_to_reach(by_seed[s], final_loss(base[s])) for s in paired]
         overhead = [by_seed[s]["overhead"] or {} for s in sorted(by_seed)]
         rows.append({
             "algo": algo, "domains": domains, "seeds": len(by_seed),
@@ -81,12 +94,14 @@ def _metric_names(table: pd.DataFrame) -> list[str]:
 
 
 def per_domain_table(results: list[dict]) -> pd.DataFrame:
-    """Mean final eval loss per domain over seeds, one column per (algo, domains)."""
+    """Mean final eval loss per ORIGINAL domain over seeds, one column per (algo, domains), so
+    the rows line up whatever domains each run trained on."""
     columns = defaultdict(lambda: defaultdict(list))
     for r in results:
         if r.get("status") != "finished":
             continue
-        for domain, loss in r["metrics"]["final_eval_losses"].items():
+        losses = r["metrics"].get("final_reference_eval_losses") or r["metrics"]["final_eval_losses"]
+        for domain, loss in losses.items():
             if loss is not None:
                 columns[f"{r['strategy']['name']}/{r['domains']['method']}"][domain].append(loss)
     return pd.DataFrame({c: {d: float(np.mean(v)) for d, v in doms.items()} for c, doms in sorted(columns.items())})
@@ -141,7 +156,9 @@ def summary_figure(results: list[dict], metric: str | None = None):
 
     def value(record_or_metrics: dict, initial: bool) -> float:
         if metric is None:
-            return record_or_metrics["initial_mean_eval_loss" if initial else "mean_eval_loss"]
+            if initial:
+                return _reference_or_own(record_or_metrics, "initial_reference_eval_loss", "initial_mean_eval_loss")
+            return round_loss(record_or_metrics)
         metrics = record_or_metrics["initial_eval_metrics" if initial else "eval_metrics"] or {}
         return metrics.get(metric, math.nan)
 
@@ -161,7 +178,8 @@ def summary_figure(results: list[dict], metric: str | None = None):
             ax.fill_between(steps, np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0), alpha=0.2,
                             color=line.get_color())
     ax.set_xlabel("training step")
-    ax.set_ylabel("mean eval loss (q-weighted)" if metric is None else f"{metric} on the eval subset")
+    ax.set_ylabel("eval loss (q-weighted over original domains)" if metric is None
+                  else f"{metric} on the eval subset")
     ax.set_title(f"{'eval loss' if metric is None else metric} during training: mean over seeds, band = min–max")
     ax.legend(fontsize=8)
     fig.tight_layout()

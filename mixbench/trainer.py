@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from mixbench.bench import Bench, StepResult, cosine_schedule
 from mixbench.errors import MixbenchError
-from mixbench.evaluation import select_eval_subset, weighted_mean
+from mixbench.evaluation import EvalReference, select_eval_subset, weighted_mean
 from mixbench.meter import Meter
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
@@ -85,6 +85,9 @@ class RoundRecord:
     seconds: float
     eval_metrics: dict = field(default_factory=dict)         # e.g. retrieval_top1 (image-text)
     domain_eval_metrics: dict = field(default_factory=dict)  # the same per domain: name -> list
+    # Σ q_i L_i over the task's ORIGINAL domains: comparable across domain definitions.
+    reference_eval_loss: float = float("nan")
+    reference_eval_losses: list[float] = field(default_factory=list)   # per original domain
 
 
 @dataclass
@@ -96,6 +99,10 @@ class RunHistory:
     initial_eval_losses: list[float] = field(default_factory=list)
     initial_mean_eval_loss: float = float("nan")
     initial_eval_metrics: dict = field(default_factory=dict)
+    reference_domains: tuple[str, ...] = ()          # the original domains of the eval split
+    reference_proportions: list[float] = field(default_factory=list)
+    initial_reference_eval_loss: float = float("nan")
+    initial_reference_eval_losses: list[float] = field(default_factory=list)
     rounds: list[RoundRecord] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)     # per step
     final_mixture: list[float] = field(default_factory=list)
@@ -110,6 +117,14 @@ class RunHistory:
     @property
     def final_eval_losses(self) -> list[float]:
         return self.rounds[-1].eval_losses if self.rounds else self.initial_eval_losses
+
+    @property
+    def final_reference_eval_loss(self) -> float:
+        return self.rounds[-1].reference_eval_loss if self.rounds else self.initial_reference_eval_loss
+
+    @property
+    def final_reference_eval_losses(self) -> list[float]:
+        return self.rounds[-1].reference_eval_losses if self.rounds else self.initial_reference_eval_losses
 
     @property
     def final_eval_metrics(self) -> dict:
@@ -139,9 +154,12 @@ def train(
     on_round: Callable[[RoundRecord], None] | None = None,
     progress: bool = True,
     eval_rows: np.ndarray | None = None,
+    reference: EvalReference | None = None,
 ) -> RunHistory:
     """Train once. `eval_rows` picks the eval examples scored at round ends (indices into
-    data.eval); by default `eval_per_domain` of each domain, the same for every seed."""
+    data.eval); by default `eval_per_domain` of each domain, the same for every seed.
+    `reference` labels data.eval by the task's original domains (default: the run's own), for
+    the reference eval loss every run of a task is compared on."""
     cfg.validate()
     data.require_eval_in_train()
     history = history if history is not None else RunHistory()
@@ -163,6 +181,15 @@ def train(
         eval_rows = select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)
     eval_split = eval_split.subset(torch.as_tensor(np.asarray(eval_rows), dtype=torch.long))
     history.eval_rows = [int(i) for i in eval_rows]
+    reference = reference if reference is not None else EvalReference.of([e.domain for e in data.eval])
+    if len(reference.labels) != len(data.eval):
+        raise MixbenchError("the eval reference labels do not match the task's eval split")
+    scored_groups = reference.labels[np.asarray(eval_rows, dtype=np.int64)]
+    history.reference_domains, history.reference_proportions = reference.names, reference.proportions.tolist()
+
+    def reference_losses(evaluation: Evaluation) -> tuple[float, list[float]]:
+        losses = evaluation.grouped(scored_groups, len(reference.names))
+        return weighted_mean(losses, reference.proportions), losses.tolist()
     history.domains, history.eval_proportions = domains, q.tolist()
     history.num_params = workload.num_params()
 
@@ -193,6 +220,7 @@ def train(
     history.initial_eval_losses = initial.losses.tolist()
     history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
     history.initial_eval_metrics = dict(initial.metrics)
+    history.initial_reference_eval_loss, history.initial_reference_eval_losses = reference_losses(initial)
 
     # -- every training step, the loop's or a probe's, is recorded the same way --------------
     bar = tqdm(total=cfg.steps, disable=not progress, desc=type(strategy).__name__, unit="step",
@@ -231,6 +259,7 @@ def train(
                 train_loss=float(np.mean([r.loss for r in done])) if done else float("nan"),
                 seconds=time.perf_counter() - round_start, **_metrics_of(evaluation),
             )
+            record.reference_eval_loss, record.reference_eval_losses = reference_losses(evaluation)
             history.rounds.append(record)  # recorded before the update: a failing update loses nothing
             if on_round is not None:
                 on_round(record)

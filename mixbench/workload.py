@@ -42,9 +42,25 @@ class BatchLoss:
 
 @dataclass(frozen=True)
 class Evaluation:
-    losses: np.ndarray                                   # (m,) mean loss per domain, NaN if unscored
+    row_loss: np.ndarray        # (n,) each eval row's summed loss
+    row_weight: np.ndarray      # (n,) what each row counts for (text: its response tokens)
+    domain_ids: np.ndarray      # (n,) each row's domain in the run
+    num_domains: int
     metrics: dict[str, float] = field(default_factory=dict)          # e.g. retrieval accuracy
     domain_metrics: dict[str, np.ndarray] = field(default_factory=dict)  # the same, per domain
+
+    @property
+    def losses(self) -> np.ndarray:
+        """(m,) mean loss per run domain; NaN where a domain has no scored row."""
+        return self.grouped(self.domain_ids, self.num_domains)
+
+    def grouped(self, groups: np.ndarray, num_groups: int) -> np.ndarray:
+        """(num_groups,) mean loss per group of rows under any labelling of them (e.g. the task's
+        original domains, whatever domains the run trains on)."""
+        total = np.bincount(groups, weights=self.row_loss, minlength=num_groups)
+        weight = np.bincount(groups, weights=self.row_weight, minlength=num_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan)
 
 
 class Workload(ABC):

@@ -176,8 +176,20 @@ def test_run_regroups_for_rnb_and_not_for_baselines(run_cli, tmp_path):
     regrouped = json.loads((tmp_path / "out/synthetic/stratified/regroup/seed0.json").read_text())
     original = json.loads((tmp_path / "out/synthetic/stratified/original/seed0.json").read_text())
     assert regrouped["domains"]["k"] == 4
-    # Both domain definitions are scored on the very same eval examples.
+    # Both domain definitions are scored on the very same eval examples, and also by the same
+    # (original) domains: the reference loss is what compare puts side by side.
     assert regrouped["metrics"]["eval_rows"] == original["metrics"]["eval_rows"] != []
+    for result in (regrouped, original):
+        assert set(result["metrics"]["final_reference_eval_losses"]) == {"d0", "d1", "d2", "d3"}
+        assert sum(result["metrics"]["reference_proportions"].values()) == pytest.approx(1.0)
+    m = original["metrics"]
+    assert m["final_reference_eval_loss"] == pytest.approx(m["final_mean_eval_loss"], rel=1e-12)
+    assert m["initial_reference_eval_loss"] == pytest.approx(m["initial_mean_eval_loss"], rel=1e-12)
+    r = regrouped["metrics"]
+    expected = sum(r["reference_proportions"][d] * r["final_reference_eval_losses"][d]
+                   for d in ("d0", "d1", "d2", "d3"))
+    assert r["final_reference_eval_loss"] == pytest.approx(expected, rel=1e-12)
+    assert "by the task's 4 original domains (what compare uses)" in proc.stdout
 
 
 def test_k_above_the_number_of_distinct_texts_is_left_out_of_the_sweep(caplog):

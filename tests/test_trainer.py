@@ -100,3 +100,15 @@ def test_crashed_run_keeps_what_it_did(task, tmp_path):
     assert result["status"] == "failed" and "RuntimeError" in result["error"]
     assert result["metrics"]["steps_done"] == 30
     assert np.isfinite(result["metrics"]["initial_mean_eval_loss"])
+
+
+def test_evaluation_groups_rows_by_any_labelling():
+    import numpy as np
+
+    from mixbench.workload import Evaluation
+
+    evaluation = Evaluation(row_loss=np.array([2.0, 6.0, 3.0, 0.0]), row_weight=np.array([1.0, 3.0, 1.0, 0.0]),
+                            domain_ids=np.array([0, 0, 1, 2]), num_domains=3)
+    np.testing.assert_allclose(evaluation.losses[:2], [8.0 / 4, 3.0])     # token-weighted per domain
+    assert np.isnan(evaluation.losses[2])                                  # no scored tokens: no loss
+    np.testing.assert_allclose(evaluation.grouped(np.array([1, 0, 1, 0]), 2), [6.0 / 3, 5.0 / 2])
