@@ -222,7 +222,14 @@ def _print_summary(result: dict, path: Path, tracker) -> None:
         echo(f"  {d[:width]:<{width}}  {_f(m['initial_eval_losses'][d]):>7}  {_f(final[d]):>7}  {final_p[i]:.4f}"
              + "".join(f"  {_f(values[d]):>{max(8, len(name))}}" for name, values in per_domain.items()))
     if len(rows) < len(domains):
-        echo(f"  ({len(domains) - len(rows)} domains have no eval examples: q = 0, trained on but not scored)")
+        q = result["eval_proportions"]
+        no_eval = sum(1 for i, d in enumerate(domains) if not _finite(final[d]) and q[i] == 0)
+        unscored = len(domains) - len(rows) - no_eval
+        if no_eval:
+            echo(f"  ({no_eval} domains have no eval examples: q = 0, trained on but not scored)")
+        if unscored:
+            echo(f"  ({unscored} domains have none of the scored eval rows, drawn by original domains: "
+                 "q renormalised over the rest)")
     p = [x for x in final_p if _finite(x)]
     if p:
         top = max(range(len(final_p)), key=lambda i: final_p[i])
