@@ -25,7 +25,7 @@ from mixbench.clip_model import ClipConfig, DualEncoder
 from mixbench.data import ByteTokenizer
 from mixbench.errors import MixbenchError
 from mixbench.task import Example
-from mixbench.workload import BatchLoss, Evaluation, Workload
+from mixbench.workload import BatchLoss, Evaluation, Workload, group_mean
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class ContrastiveImageText(Workload):
             row_loss=row_loss.double().cpu().numpy(), row_weight=np.ones(len(split)), domain_ids=domains,
             num_domains=num_domains,
             metrics={"retrieval_top1": float(correct.mean()), "retrieval_chance": 1.0 / distinct.size},
-            domain_metrics={"retrieval_top1": _per_domain_mean(correct, domains, num_domains)},
+            domain_metrics={"retrieval_top1": group_mean(correct, np.ones_like(correct), domains, num_domains)},
         )
 
 
@@ -141,13 +141,6 @@ def _image_tensor(example: Example, size: int) -> torch.Tensor:
     resized = F.interpolate(chw[None].float(), size=(size, size), mode="bilinear", antialias=True,
                             align_corners=False)
     return resized[0].round().clamp(0, 255).to(torch.uint8)
-
-
-def _per_domain_mean(values: np.ndarray, domains: np.ndarray, num_domains: int) -> np.ndarray:
-    total = np.bincount(domains, weights=values, minlength=num_domains)
-    count = np.bincount(domains, minlength=num_domains)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _forward_flops_per_example(model: DualEncoder) -> float:

@@ -60,8 +60,9 @@ def execute(req: RunRequest) -> int:
     data = req.task.load()
     # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
     # so runs on original and regrouped domains are scored on the very same examples.
-    eval_rows = select_eval_subset(np.array([e.domain for e in data.eval]), cfg.eval_per_domain)
-    reference = EvalReference.of([e.domain for e in data.eval])   # and scored by them, too
+    original_eval_domains = [e.domain for e in data.eval]
+    eval_rows = select_eval_subset(np.array(original_eval_domains), cfg.eval_per_domain)
+    reference = EvalReference.of(original_eval_domains)   # and scored by them, too
     domains_info = {"method": "original"}
     if req.domains.method == "regroup":
         data, domains_info = _regroup(req, data, info)

@@ -57,10 +57,15 @@ class Evaluation:
     def grouped(self, groups: np.ndarray, num_groups: int) -> np.ndarray:
         """(num_groups,) mean loss per group of rows under any labelling of them (e.g. the task's
         original domains, whatever domains the run trains on)."""
-        total = np.bincount(groups, weights=self.row_loss, minlength=num_groups)
-        weight = np.bincount(groups, weights=self.row_weight, minlength=num_groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan)
+        return group_mean(self.row_loss, self.row_weight, groups, num_groups)
+
+
+def group_mean(values: np.ndarray, weights: np.ndarray, groups: np.ndarray, num_groups: int) -> np.ndarray:
+    """(num_groups,) Σ values / Σ weights per group of rows; NaN for a group with no weight."""
+    total = np.bincount(groups, weights=values, minlength=num_groups)
+    weight = np.bincount(groups, weights=weights, minlength=num_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan)
 
 
 class Workload(ABC):

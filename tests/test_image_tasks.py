@@ -327,8 +327,10 @@ def test_svg_metadata_and_file_names(tmp_path):
     assert name_caption("tangram-erwan_02") == "tangram erwan" and name_caption("01") == "01"
 
 
-def test_openclipart_real_data(monkeypatch):
-    """The real Debian packages, found the way the task finds them, on a small per-domain cap."""
+@pytest.fixture
+def real_openclipart(monkeypatch) -> OpenClipart:
+    """The real Debian packages, found the way the task finds them (the machine's own environment,
+    not the tests'), on a small per-domain cap; skips when they are not here."""
     for name, value in REAL_ENV.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)
@@ -338,6 +340,11 @@ def test_openclipart_real_data(monkeypatch):
     task = OpenClipart(max_per_domain=12)
     if task.status() != "ready":
         pytest.skip(f"openclipart data not found at {task._location()}: run {FETCH_SCRIPT}")
+    return task
+
+
+def test_openclipart_real_data(real_openclipart):
+    task = real_openclipart
     info = task.info()
     assert info.version.startswith("debian-") and info.original_domains == 22
     data = task.load()
@@ -519,22 +526,14 @@ def test_conformance(clipart_root, datacomp_dir):
     kit.check_task(DataComp())
 
 
-def test_rnb_trains_on_real_openclipart_regrouped(monkeypatch):
+def test_rnb_trains_on_real_openclipart_regrouped(real_openclipart):
     """The acceptance run on the real packages, small: regroup the captions, balance, score retrieval."""
     from algorithms.rnb import RnB
     from embedders.tfidf import Tfidf
     from mixbench.regroup import apply, regroup
     from mixbench.trainer import TrainConfig, train
 
-    for name, value in REAL_ENV.items():
-        if value is None:
-            monkeypatch.delenv(name, raising=False)
-        else:
-            monkeypatch.setenv(name, value)
-    monkeypatch.setattr("tasks.openclipart.SYSTEM_TREE", Path("/usr/share/openclipart"))
-    task = OpenClipart(max_per_domain=12)
-    if task.status() != "ready":
-        pytest.skip(f"openclipart data not found at {task._location()}: run {FETCH_SCRIPT}")
+    task = real_openclipart
     original = task.load()
     data = apply(original, regroup(original, task.info(), Tfidf(dim=32), [6], seed=0))
     history = train(data, RnB(), TrainConfig.from_budget(task.budget, steps=20, steps_per_round=10, batch_size=32,

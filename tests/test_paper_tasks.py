@@ -217,9 +217,8 @@ def natinst_task(name, category, n_instances=30):
     }
 
 
-@pytest.fixture
-def natinst_root(tmp_path):
-    root = tmp_path / "natural-instructions"
+def write_natinst_repo(root: Path) -> Path:
+    """A natural-instructions checkout: task JSONs and the default train/test task lists."""
     (root / "tasks").mkdir(parents=True)
     (root / "splits" / "default").mkdir(parents=True)
     for name, category in {**NATINST_TRAIN, **NATINST_TEST}.items():
@@ -227,6 +226,11 @@ def natinst_root(tmp_path):
     (root / "splits" / "default" / "train_tasks.txt").write_text("\n".join(NATINST_TRAIN) + "\n")
     (root / "splits" / "default" / "test_tasks.txt").write_text("\n".join(NATINST_TEST) + "\n")
     return root
+
+
+@pytest.fixture
+def natinst_root(tmp_path):
+    return write_natinst_repo(tmp_path / "natural-instructions")
 
 
 def test_natinst_in_domain_categories_split_and_format(natinst_root):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -39,13 +38,11 @@ from tasks.natinst import NatInst
 from tasks.natinst_test import NatInstTest
 from tasks.s1 import S1
 from tests.test_paper_tasks import (
-    NATINST_TEST,
-    NATINST_TRAIN,
     WORDS,
     build_evals_wheel,
-    natinst_task,
     s1_rows,
     write_jsonl,
+    write_natinst_repo,
 )
 
 REGISTERED = registry.tasks.names()
@@ -108,16 +105,6 @@ def dolly_rows_every_category(per_category: int = 40) -> list[dict]:
              "context": f"context {i}" if i % 3 == 0 else "", "response": f"the {category} response {i}",
              "category": category}
             for category in DOLLY_CATEGORIES for i in range(per_category)]
-
-
-def write_natinst_repo(root):
-    (root / "tasks").mkdir(parents=True)
-    (root / "splits" / "default").mkdir(parents=True)
-    for name, category in {**NATINST_TRAIN, **NATINST_TEST}.items():
-        (root / "tasks" / f"{name}.json").write_text(json.dumps(natinst_task(name, category)))
-    (root / "splits" / "default" / "train_tasks.txt").write_text("\n".join(NATINST_TRAIN) + "\n")
-    (root / "splits" / "default" / "test_tasks.txt").write_text("\n".join(NATINST_TEST) + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")
