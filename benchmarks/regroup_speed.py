@@ -11,8 +11,7 @@ import numpy as np
 
 from embedders.minilm import MiniLM
 from embedders.tfidf import Tfidf
-from mixbench import clustering
-from mixbench.regroup import example_text
+from mixbench.regroup import clustering, example_text
 from tasks.champ import Champ
 
 

@@ -10,10 +10,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mixbench.data import IGNORE
-from mixbench.meter import Meter
-from mixbench.model import GPT, GPTConfig
-from mixbench.tap import GradientTap
+from mixbench.engine.meter import Meter
+from mixbench.engine.tap import GradientTap
+from mixbench.models.gpt import GPT, GPTConfig
+from mixbench.workloads.text import IGNORE
 from tasks.champ import Champ
 
 

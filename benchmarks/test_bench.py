@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from algorithms.rnb import balance_mixture, gram_matrix
-from mixbench import clustering
-from mixbench.data import IGNORE
-from mixbench.meter import Meter
-from mixbench.model import GPT, GPTConfig
-from mixbench.tap import GradientTap
+from mixbench.engine.meter import Meter
+from mixbench.engine.tap import GradientTap
+from mixbench.models.gpt import GPT, GPTConfig
+from mixbench.regroup import clustering
+from mixbench.workloads.text import IGNORE
 
 M, B, T = 72, 16, 256
 

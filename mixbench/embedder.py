@@ -12,9 +12,11 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from mixbench.plugin import Plugin
 
-class Embedder(ABC):
-    """Base class of every embedder. `__init__` stores keyword options only."""
+
+class Embedder(Plugin, ABC):
+    """Base class of every embedder. `__init__` stores keyword options only (mixbench.plugin)."""
 
     @abstractmethod
     def identity(self) -> str:
@@ -26,10 +28,3 @@ class Embedder(ABC):
     @abstractmethod
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """(n, d) float32 embeddings of `texts`."""
-
-    @classmethod
-    def summary(cls) -> str:
-        import inspect
-
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""

@@ -9,56 +9,52 @@
                            inside `with probe.branch():` they are overhead and undone on exit
                            (Skill-It's skills-graph runs)
     branch()               a scratch copy of the run: model, optimiser and sampler restored after
+    steps_left             training steps left in the run's budget
+
+The trainer hands a strategy a probe into the live run (mixbench.engine.probe); the conformance
+kit hands it one that answers from a seeded generator (mixbench.testing).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 
 import numpy as np
 
-from mixbench.meter import Meter
 from mixbench.mixture import Mixture
 
 
-class Probe:
-    def __init__(self, meter: Meter, bench=None):
-        self._meter = meter
-        self._bench = bench
-
+class Probe(ABC):
+    @abstractmethod
     def charge(self, label: str, flops: float) -> None:
         """Record `flops` of work the strategy did itself under `label` (e.g. "gram")."""
-        if flops < 0:
-            raise ValueError(f"cannot charge negative FLOPs ({flops}) for {label!r}")
-        self._meter.add_flops("strategy", label, flops)
 
+    @abstractmethod
     def eval_losses(self) -> np.ndarray:
-        return self._need_bench().evaluate("strategy", "probe_eval").losses
+        """(m,) eval loss per domain on the fixed eval subset; NaN where a domain has none."""
 
+    @abstractmethod
     def gradient(self, domain: int | None = None) -> np.ndarray:
-        return self._need_bench().batch_gradient(domain, "strategy", "probe_gradient")
+        """The flattened gradient of one batch drawn from training domain `domain`, or from the
+        eval set when None, with respect to every parameter; nothing is stepped."""
 
+    @abstractmethod
     def train(self, mixture: Mixture, steps: int) -> list[float]:
         """Up to `steps` training steps on `mixture`; returns their losses. Outside a branch the
         run's remaining budget caps them (the run never trains past its step budget)."""
-        bench = self._need_bench()
-        if bench.in_branch:
-            return [bench.train_step(mixture, "strategy", "probe_train").loss for _ in range(steps)]
-        steps = min(steps, bench.total_steps - bench.step)
-        return [bench.train_step(mixture).loss for _ in range(steps)]
 
-    @contextmanager
-    def branch(self):
-        with self._need_bench().branch():
-            yield
+    @abstractmethod
+    def branch(self) -> AbstractContextManager:
+        """Everything inside, training steps included, is undone on exit."""
 
     @property
+    @abstractmethod
     def steps_left(self) -> int:
         """Training steps left in the run's budget."""
-        bench = self._need_bench()
-        return bench.total_steps - bench.step
 
-    def _need_bench(self):
-        if self._bench is None:
-            raise RuntimeError("this probe is not attached to a training run")
-        return self._bench
+
+def check_charge(label: str, flops: float) -> None:
+    """The one rule on what a strategy may charge: a finite, non-negative number of FLOPs."""
+    if not (flops >= 0 and np.isfinite(flops)):
+        raise ValueError(f"cannot charge {flops} FLOPs for {label!r}")

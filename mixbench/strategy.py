@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import enum
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -18,6 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from mixbench.mixture import Mixture
+from mixbench.plugin import Plugin
 from mixbench.probe import Probe
 
 
@@ -97,26 +97,17 @@ class RunShape:
     num_domains: int     # m
 
 
-class MixingStrategy(ABC):
+class MixingStrategy(Plugin, ABC):
     """Base class of every mixing strategy.
 
     Subclasses: take hyperparameters as keyword-only `__init__` arguments stored under the same
-    names and do nothing else there; put learned state in attributes ending in `_`; validate
-    hyperparameters in `check_params`; return a `Mixture` from `start` and `update`.
+    names and do nothing else there (see mixbench.plugin); put learned state in attributes ending
+    in `_`; validate hyperparameters in `check_params`; return a `Mixture` from `start` and `update`.
     """
 
     signals: ClassVar[frozenset[Signal]] = frozenset()
     # The domains a run uses unless told otherwise: "original" (the task's labels) or "regroup".
     default_domains: ClassVar[str] = "original"
-
-    def get_params(self) -> dict:
-        """The constructor's keyword arguments, read back from attributes of the same names."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
-        return {name: getattr(self, name) for name in names}
 
     def check_params(self) -> None:
         """Raise ValueError with a one-line reason if a hyperparameter is invalid."""
@@ -158,13 +149,3 @@ class MixingStrategy(ABC):
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, copy.deepcopy(value))
-
-    @classmethod
-    def summary(cls) -> str:
-        """First line of the class docstring, for `mixbench list`."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""
-
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"

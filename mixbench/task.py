@@ -9,7 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from mixbench.config import TrainConfig
 from mixbench.errors import MixbenchError
+from mixbench.plugin import Plugin
 
 MODALITIES = ("text", "image-text")
 
@@ -57,36 +59,6 @@ class TaskInfo:
 
 
 @dataclass(frozen=True)
-class Budget:
-    """A task's default training budget and model size; every field can be overridden."""
-
-    steps: int = 300
-    steps_per_round: int = 30
-    batch_size: int = 16
-    seq_len: int = 256
-    lr: float = 3e-3
-    eval_per_domain: int = 8    # eval examples per domain used at round ends (fixed subset)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    model: str = "gpt"          # "gpt" (text), "clip" (image-text) or a local HF model dir
-    image_size: int = 32        # image-text: images are resized to image_size × image_size
-
-    def __post_init__(self):
-        for key in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain",
-                    "n_layer", "n_head", "n_embd", "image_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"budget field {key!r} must be a positive int, got {value!r}")
-        if self.steps_per_round > self.steps:
-            raise ValueError(f"budget steps_per_round ({self.steps_per_round}) exceeds steps ({self.steps})")
-        if not self.lr > 0:
-            raise ValueError(f"budget lr must be positive, got {self.lr!r}")
-        if not str(self.model).strip():
-            raise ValueError("budget model is empty")
-
-
-@dataclass(frozen=True)
 class TaskData:
     train: list[Example]
     eval: list[Example]
@@ -130,10 +102,11 @@ class TaskData:
         return sizes / sizes.sum()
 
 
-class Task(ABC):
-    """A task adapter. Subclasses set `budget` and implement `info()` and `load()`."""
+class Task(Plugin, ABC):
+    """A task adapter. Subclasses set `budget` (the task's default training configuration) and
+    implement `info()` and `load()`; `__init__` stores keyword options only (mixbench.plugin)."""
 
-    budget: ClassVar[Budget] = Budget()
+    budget: ClassVar[TrainConfig] = TrainConfig()
     # True when evaluation is out-of-domain by design: no eval domain has training data (runs need regroup).
     eval_domains_unseen: ClassVar[bool] = False
 
@@ -148,10 +121,3 @@ class Task(ABC):
     def status(self) -> str:
         """'ready', or what is missing and how to get it."""
         return "ready"
-
-    @classmethod
-    def summary(cls) -> str:
-        import inspect
-
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""

@@ -17,14 +17,15 @@ import importlib.metadata
 
 import numpy as np
 
-from mixbench.task import Budget, Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 
 
 class Champ(Task):
     """CHAMP reasoning traces, 72 model×prompt sources as domains (default task)."""
 
     # Sized so the default run takes about 3 minutes on 2 CPU cores: 10 rounds of 40 steps.
-    budget = Budget(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=6)
+    budget = TrainConfig(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=6)
 
     def __init__(self, *, eval_fraction: float = 0.1, split_seed: int = 0):
         self.eval_fraction = eval_fraction

@@ -34,9 +34,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixbench.images import CacheKey, load_images
-from mixbench.jsonl import BadRows
-from mixbench.task import Budget, Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.data.images import CacheKey, load_images
+from mixbench.data.rows import BadRows
+from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class DataComp(Task):
 
     # One original domain: the eval subset is drawn from it alone, so it is large (regroup then
     # spreads it over the clusters). Web captions run longer than clip-art titles.
-    budget = Budget(model="clip", image_size=32, seq_len=128, n_layer=2, n_head=2, n_embd=64, batch_size=64,
+    budget = TrainConfig(model="clip", image_size=32, seq_len=128, n_layer=2, n_head=2, n_embd=64, batch_size=64,
                     steps=2000, steps_per_round=100, lr=1e-3, eval_per_domain=512)
 
     def __init__(self, *, path: str | os.PathLike | None = None, max_samples: int | None = 20_000,

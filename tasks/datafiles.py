@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from mixbench.jsonl import stable_hash
+from mixbench.data.rows import stable_hash
 from mixbench.task import TaskDataError
 
 T = TypeVar("T")

@@ -16,7 +16,8 @@ import importlib.metadata
 
 import numpy as np
 
-from mixbench.task import Budget, Example, Task, TaskData, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.task import Example, Task, TaskData, TaskInfo
 from tasks import datafiles
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -26,7 +27,7 @@ class Digits(Task):
     """scikit-learn 8×8 handwritten digits with templated captions, 10 digits as domains (image-text)."""
 
     # A run takes about half a minute on 2 CPU cores.
-    budget = Budget(steps=200, steps_per_round=25, batch_size=64, seq_len=32, lr=3e-3, eval_per_domain=36,
+    budget = TrainConfig(steps=200, steps_per_round=25, batch_size=64, seq_len=32, lr=3e-3, eval_per_domain=36,
                     n_layer=1, n_head=2, n_embd=32, model="clip", image_size=8)
 
     def __init__(self, *, train_fraction: float = 0.8, eval_fraction: float = 0.2, split_seed: int = 0):

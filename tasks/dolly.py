@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 
-from mixbench.jsonl import accept_rows, drop_empty_domains, read_jsonl
-from mixbench.task import Budget, Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.data.rows import accept_rows, drop_empty_domains, read_jsonl
+from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
 
 ENV = "MIXBENCH_DOLLY"
@@ -31,7 +32,7 @@ class Dolly(Task):
     """databricks-dolly-15k instructions, 8 categories as domains (local jsonl)."""
 
     # 8 domains; instruction + response fit in 512 bytes for most rows. Meant for an accelerator.
-    budget = Budget(steps=600, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=16,
+    budget = TrainConfig(steps=600, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=16,
                     n_layer=4, n_head=4, n_embd=128)
 
     def __init__(self, *, path: str | os.PathLike | None = None, hub_id: str | None = None,

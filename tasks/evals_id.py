@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 
-from mixbench.task import Budget, TaskData
+from mixbench.config import TrainConfig
+from mixbench.task import TaskData
 from tasks import datafiles
 from tasks.evals_registry import EvalsTaskBase, load_evals
 
@@ -25,7 +26,7 @@ class EvalsID(EvalsTaskBase):
     description = "OpenAI evals question→answer samples, eval names as domains, in-domain 90/10 split"
 
     # 100 domains of short Q→A text; 200 training examples per domain at most.
-    budget = Budget(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=4,
+    budget = TrainConfig(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=4,
                     n_layer=4, n_head=4, n_embd=128)
 
     def __init__(self, *, source: str | os.PathLike | None = None, num_tasks: int | None = 100,

@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from mixbench.task import Budget, TaskData, TaskDataError
+from mixbench.config import TrainConfig
+from mixbench.task import TaskData, TaskDataError
 from tasks.evals_registry import EvalsTaskBase, load_evals
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class EvalsOOD(EvalsTaskBase):
 
     eval_domains_unseen = True   # held-out evals are whole domains with no training data
 
-    budget = Budget(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=8,
+    budget = TrainConfig(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=8,
                     n_layer=4, n_head=4, n_embd=128)
 
     def __init__(self, *, source: str | os.PathLike | None = None, num_tasks: int | None = None,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixbench.jsonl import RowError, parse_jsonl, stable_hash
+from mixbench.data.rows import RowError, parse_jsonl, stable_hash
 from mixbench.task import Example, Task, TaskDataError, TaskInfo
 from tasks import datafiles
 

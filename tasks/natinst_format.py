@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixbench.jsonl import BadRows, accept_rows, stable_hash
+from mixbench.data.rows import BadRows, accept_rows, stable_hash
 from mixbench.task import Example, TaskDataError
 from tasks import datafiles
 

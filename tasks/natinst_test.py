@@ -18,7 +18,8 @@ import logging
 import os
 from pathlib import Path
 
-from mixbench.task import Budget, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.task import Task, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
 from tasks.natinst_format import ENV, FOLDER, Layout, read_task_list, read_tasks
 
@@ -32,7 +33,7 @@ class NatInstTest(Task):
 
     eval_domains_unseen = True   # test-task categories never appear in training
 
-    budget = Budget(steps=800, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=8,
+    budget = TrainConfig(steps=800, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=8,
                     n_layer=4, n_head=4, n_embd=128)
 
     def __init__(self, *, path: str | os.PathLike | None = None, train_tasks=None, test_tasks=None,

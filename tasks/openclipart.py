@@ -30,9 +30,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from mixbench.images import CacheKey, load_images
-from mixbench.jsonl import drop_empty_domains, stable_hash
-from mixbench.task import Budget, Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.data.images import CacheKey, load_images
+from mixbench.data.rows import drop_empty_domains, stable_hash
+from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class OpenClipart(Task):
     # ~5,500 pictures after the cap, 22 domains; captions are short (median 13 bytes, 99 % within 64).
     # A step of the small CLIP at batch 64 takes 60-200 ms on 2 (busy) CPU cores: 2,000 steps are a
     # few minutes.
-    budget = Budget(model="clip", image_size=32, seq_len=64, n_layer=2, n_head=2, n_embd=64, batch_size=64,
+    budget = TrainConfig(model="clip", image_size=32, seq_len=64, n_layer=2, n_head=2, n_embd=64, batch_size=64,
                     steps=2000, steps_per_round=100, lr=1e-3, eval_per_domain=16)
 
     def __init__(self, *, path: str | os.PathLike | None = None, max_per_domain: int | None = 1000,

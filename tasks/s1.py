@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mixbench.jsonl import accept_rows, drop_empty_domains, read_jsonl
-from mixbench.task import Budget, Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.config import TrainConfig
+from mixbench.data.rows import accept_rows, drop_empty_domains, read_jsonl
+from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
 
 ENV = "MIXBENCH_S1"
@@ -34,7 +35,7 @@ class S1(Task):
     """s1K / s1-59K reasoning traces, question sources as domains (local parquet or jsonl)."""
 
     # Long traces: a wider window and fewer examples per step; ~54 source domains. For an accelerator.
-    budget = Budget(steps=600, steps_per_round=50, batch_size=8, seq_len=1024, lr=3e-3, eval_per_domain=4,
+    budget = TrainConfig(steps=600, steps_per_round=50, batch_size=8, seq_len=1024, lr=3e-3, eval_per_domain=4,
                     n_layer=4, n_head=4, n_embd=128)
 
     def __init__(self, *, path: str | os.PathLike | None = None, hub_id: str | None = None,

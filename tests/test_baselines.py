@@ -11,7 +11,7 @@ from algorithms.rnb import RnB
 from algorithms.skillit import SkillIt, skillit_mixture, skills_graph
 from algorithms.stratified import Stratified
 from mixbench import Mixture
-from mixbench.trainer import TrainConfig, train
+from mixbench.engine.trainer import TrainConfig, train
 from tasks.synthetic import Synthetic
 
 # -- update rules on hand-made inputs --------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_baseline_runs_on_regrouped_domains(run_cli, tmp_path):
 
 
 def test_probe_needs_a_run():
-    from mixbench.meter import Meter
+    from mixbench.engine.meter import Meter
     from mixbench.probe import Probe
 
     with pytest.raises(RuntimeError, match="not attached"):

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from mixbench import registry
-from mixbench.clip_model import ClipConfig, DualEncoder
-from mixbench.clip_workload import ContrastiveImageText, contrastive_row_losses
+from mixbench.engine.meter import Meter
+from mixbench.engine.tap import GradientTap
+from mixbench.engine.trainer import TrainConfig, train
 from mixbench.errors import MixbenchError
-from mixbench.meter import Meter
-from mixbench.tap import GradientTap
+from mixbench.models.clip import ClipConfig, DualEncoder
 from mixbench.task import Example, TaskData, TaskDataError
-from mixbench.trainer import TrainConfig, train
+from mixbench.workloads.image_text import ContrastiveImageText, contrastive_row_losses
 
 # Measured on digits, 60 steps (3 rounds of 20), stratified, seeds 0-4: initial top-1
 # 0.092-0.109 (chance 0.1), final 0.575-0.746. The threshold sits well below the worst seed.

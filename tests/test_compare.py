@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mixbench.summary import steps_to_reach, summarize
+from mixbench.experiments.summary import steps_to_reach, summarize
 from tests.conftest import mixbench_command
 
 GRID = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--domains", "original",

@@ -4,7 +4,7 @@ built-in or an installed plugin is checked without touching this file."""
 import pytest
 
 from mixbench import registry
-from mixbench.testing import check_strategy, strategy_checks
+from mixbench.testing.strategies import check_strategy, strategy_checks
 
 CASES = [(name, check) for name in registry.strategies.names() for check in strategy_checks()]
 

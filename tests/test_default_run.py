@@ -1,7 +1,7 @@
 """The default task at its default round length: R&B's overhead stays below the paper's 0.1 %."""
 
 from algorithms.rnb import RnB
-from mixbench.trainer import TrainConfig, train
+from mixbench.engine.trainer import TrainConfig, train
 from tasks.champ import Champ
 
 

@@ -9,8 +9,8 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from algorithms.rnb import RnB  # noqa: E402
+from mixbench.engine.trainer import TrainConfig, train  # noqa: E402
 from mixbench.errors import MixbenchError  # noqa: E402
-from mixbench.trainer import TrainConfig, train  # noqa: E402
 from tasks.synthetic import Synthetic  # noqa: E402
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mixbench.images
-from mixbench.images import ImageDecodeError, decode_image, load_images
+import mixbench.data.images
+from mixbench.data.images import ImageDecodeError, decode_image, load_images
 from mixbench.task import TaskDataError
 from tasks.datacomp import DataComp, split_member_name
 from tasks.openclipart import FETCH_SCRIPT, OpenClipart, name_caption, svg_metadata
@@ -530,8 +530,8 @@ def test_rnb_trains_on_real_openclipart_regrouped(real_openclipart):
     """The acceptance run on the real packages, small: regroup the captions, balance, score retrieval."""
     from algorithms.rnb import RnB
     from embedders.tfidf import Tfidf
+    from mixbench.engine.trainer import TrainConfig, train
     from mixbench.regroup import apply, regroup
-    from mixbench.trainer import TrainConfig, train
 
     task = real_openclipart
     original = task.load()

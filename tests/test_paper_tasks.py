@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixbench.jsonl import parse_jsonl, read_jsonl
+from mixbench.data.rows import parse_jsonl, read_jsonl
 from mixbench.task import Task, TaskDataError
 from tasks.dolly import Dolly
 from tasks.evals_id import EvalsID
@@ -540,8 +540,8 @@ def test_every_paper_task_is_a_described_task_with_a_budget(tmp_path):
 def test_evals_ood_regrouped_trains_rnb_with_finite_losses(evals_wheel):
     from algorithms.rnb import RnB
     from embedders.tfidf import Tfidf
+    from mixbench.engine.trainer import TrainConfig, train
     from mixbench.regroup import apply, regroup
-    from mixbench.trainer import TrainConfig, train
 
     task = EvalsOOD(source=evals_wheel, eval_task_fraction=0.25)
     data = task.load()

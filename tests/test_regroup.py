@@ -9,10 +9,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from embedders.minilm import MiniLM
 from embedders.tfidf import Tfidf
-from mixbench import clustering
-from mixbench.domains import DomainSpec
 from mixbench.errors import MixbenchError
-from mixbench.regroup import apply, regroup
+from mixbench.regroup import DomainSpec, apply, clustering, regroup
 from mixbench.task import Example, TaskData, TaskInfo
 from tasks.synthetic import Synthetic
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.special import softmax
 
 from algorithms.rnb import RnB, UndefinedUpdate, balance_mixture, gram_flops, gram_matrix
-from mixbench.meter import Meter
+from mixbench.engine.meter import Meter
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
 from mixbench.strategy import DomainGradients, RoundFeedback, RunContext, Signal

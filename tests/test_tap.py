@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mixbench.meter import Meter
-from mixbench.model import GPT, GPTConfig
+from mixbench.engine.meter import Meter
+from mixbench.engine.tap import GradientTap
+from mixbench.models.gpt import GPT, GPTConfig
 from mixbench.strategy import DomainGradients
-from mixbench.tap import GradientTap
 
 CFG = GPTConfig(vocab_size=257, seq_len=16, n_layer=1, n_head=2, n_embd=16)
 B, T, M = 6, 16, 3

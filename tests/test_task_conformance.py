@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from mixbench import registry
-from mixbench.task import Budget, Example, Task, TaskData, TaskInfo
-from mixbench.task_conformance import (
+from mixbench.config import TrainConfig
+from mixbench.task import Example, Task, TaskData, TaskInfo
+from mixbench.testing.tasks import (
     TASK_CHECKS,
     TaskUnderTest,
     check_budget,
@@ -134,7 +135,7 @@ def test_paper_task_on_fixture_data_conforms(on_fixtures, name, check):
 class Numbered(Task):
     """Text: distinct numbered questions in `num_domains` domains; every fifth held out for eval."""
 
-    budget = Budget(steps=10, steps_per_round=5)
+    budget = TrainConfig(steps=10, steps_per_round=5)
 
     def __init__(self, *, num_domains: int = 4):
         self.num_domains = num_domains
@@ -194,13 +195,13 @@ class LeakyHeldOut(Numbered):
 
 
 class TextOnClip(Numbered):
-    budget = Budget(steps=10, steps_per_round=5, model="clip")
+    budget = TrainConfig(steps=10, steps_per_round=5, model="clip")
 
 
 class Squares(Task):
     """Image-text: captions name a colour, and repeat across splits with different pictures."""
 
-    budget = Budget(steps=10, steps_per_round=5, model="clip", image_size=8)
+    budget = TrainConfig(steps=10, steps_per_round=5, model="clip", image_size=8)
 
     def __init__(self, *, pixels: int = 8, copy_into_eval: bool = False):
         self.pixels = pixels

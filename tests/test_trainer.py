@@ -8,8 +8,8 @@ import pytest
 from algorithms.rnb import RnB
 from algorithms.stratified import Stratified
 from mixbench import MixingStrategy, Mixture
-from mixbench.run import EXIT_INTERRUPTED, RunRequest, execute
-from mixbench.trainer import TrainConfig, train
+from mixbench.engine.trainer import TrainConfig, train
+from mixbench.experiments.run import EXIT_INTERRUPTED, RunRequest, execute
 from tasks.synthetic import Synthetic
 
 
@@ -105,7 +105,7 @@ def test_crashed_run_keeps_what_it_did(task, tmp_path):
 def test_evaluation_groups_rows_by_any_labelling():
     import numpy as np
 
-    from mixbench.workload import Evaluation
+    from mixbench.workloads import Evaluation
 
     evaluation = Evaluation(row_loss=np.array([2.0, 6.0, 3.0, 0.0]), row_weight=np.array([1.0, 3.0, 1.0, 0.0]),
                             domain_ids=np.array([0, 0, 1, 2]), num_domains=3)

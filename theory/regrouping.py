@@ -50,7 +50,7 @@ def kmeans_regroup(train_embeddings, eval_embeddings, rng):
     """R&B Regroup: best-silhouette k-means on train, eval to the nearest train centroid."""
     from threadpoolctl import threadpool_limits
 
-    from mixbench import clustering
+    from mixbench.regroup import clustering
 
     seed = int(rng.integers(1 << 30))
     with threadpool_limits(limits=1):  # tiny problems: OpenMP threads only spin, worse on a busy machine

@@ -1,0 +1,5 @@
+"""`python -m mixbench ...` is the `mixbench` command (and what torchrun's -m starts)."""
+
+from mixbench.cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""Options more than one command takes, declared once.
+
+The training settings are generated from `mixbench.config.TrainConfig`: one option per field,
+with the field's help, defaulting to the task's own value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from mixbench.config import TrainConfig, option
+
+Decorator = Callable[[Callable], Callable]
+
+
+def _compose(decorators: list[Decorator]) -> Decorator:
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+    return apply
+
+
+def config_options(*, exclude: tuple[str, ...] = ()) -> Decorator:
+    """--steps, --steps-per-round, ... --grad-clip; the command receives them in a dict `config`
+    (None where the user gave none), to pass to `task.budget.override(**config)`."""
+    types = typing.get_type_hints(TrainConfig)
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
+    decorators = [click.option(f"--{option(f.name)}", f"config_{f.name}", type=types[f.name], default=None,
+                               help=f"{f.metadata['help']} [task default]") for f in fields]
+
+    def gather(fn):
+        @functools.wraps(fn)   # keeps the options declared below this decorator
+        def command(*args, **kwargs):
+            config = {f.name: kwargs.pop(f"config_{f.name}") for f in fields}
+            return fn(*args, config=config, **kwargs)
+        return command
+
+    return lambda fn: _compose(decorators)(gather(fn))
+
+
+def task_option(fn):
+    return click.option("--task", default="champ", show_default=True, help="Task name (see `mixbench list`).")(fn)
+
+
+def embedder_option(fn):
+    return click.option("--embedder", default="minilm", show_default=True,
+                        help="Embedder for regrouping (see `mixbench list`).")(fn)
+
+
+def output_options(*, experiment: str, out_help: str) -> Decorator:
+    """--out, --mlflow/--no-mlflow, --experiment, --progress/--no-progress."""
+    return _compose([
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+                     help=out_help),
+        click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True,
+                     help="Log to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+        click.option("--experiment", default=experiment, show_default=True, help="MLflow experiment name."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
+    ])

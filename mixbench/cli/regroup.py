@@ -1,0 +1,41 @@
+"""`mixbench regroup`: look at a task's clusters before training on them."""
+
+from __future__ import annotations
+
+import click
+
+from mixbench.cli.errors import user_errors
+from mixbench.cli.options import embedder_option, output_options, task_option
+from mixbench.errors import MixbenchError
+
+
+@click.command("regroup")
+@task_option
+@click.option("--k", "k_spec", default="2:64", show_default=True,
+              help="k values to sweep: START:STOP[:STEP], or one k to fix it.")
+@embedder_option
+@click.option("--sample", type=int, default=None,
+              help="Fit k-means on a seeded sample of N training examples (all are still assigned).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@output_options(experiment="mixbench-regroup",
+                out_help="The assignment goes to OUT/<task>/regroup/<embedder>-seed<N>.json (+ .png).")
+@user_errors
+def regroup_cmd(task, k_spec, embedder, sample, seed, out_dir, use_mlflow, experiment, progress):
+    """Regroup a task into semantic domains: embed, k-means over a k range, keep the best silhouette."""
+    from mixbench import registry
+    from mixbench.experiments.regroup import report
+    from mixbench.experiments.run import check_writable
+    from mixbench.regroup import regroup
+    from mixbench.regroup.clustering import parse_k
+
+    try:
+        ks = parse_k(k_spec)
+    except ValueError as exc:
+        raise MixbenchError(str(exc)) from None
+    task_obj = registry.tasks.create(task)
+    embedder_obj = registry.embedders.create(embedder)
+    check_writable(out_dir / task / "regroup")
+    data = task_obj.load()
+    grouping = regroup(data, task_obj.info(), embedder_obj, ks, seed=seed, sample=sample, progress=progress)
+    report(task, data, grouping, out_dir=out_dir, seed=seed, embedder_name=embedder, use_mlflow=use_mlflow,
+           experiment=experiment)

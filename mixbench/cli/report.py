@@ -1,0 +1,22 @@
+"""`mixbench report DIR`: Markdown + HTML with plots from the results under DIR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mixbench.cli.errors import user_errors
+
+
+@click.command("report")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where report.md, report.html and the PNGs go [DIRECTORY/report].")
+@user_errors
+def report_cmd(directory, out_dir):
+    """Render a Markdown + HTML report with plots from the results under DIRECTORY."""
+    from mixbench.experiments.report import render
+
+    md, html = render(directory, out_dir or directory / "report")
+    click.echo(f"report: {md}\n        {html}")

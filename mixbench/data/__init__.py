@@ -1,0 +1,1 @@
+"""Reading task data: bad rows skipped and counted, pictures decoded to squares."""

@@ -1,0 +1,71 @@
+"""What a run leaves behind: its record, filled in place while it trains, so a failed or
+interrupted run still has everything up to the moment it stopped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mixbench.engine.meter import Meter
+from mixbench.strategy import RunShape
+
+
+@dataclass
+class RoundRecord:
+    round_index: int
+    step: int
+    mixture: list[float]               # the mixture sampled from during this round
+    counts: list[int]                  # examples drawn per domain
+    eval_losses: list[float]           # per domain, at the round end
+    mean_eval_loss: float              # Σ q_i L_i
+    train_loss: float                  # mean batch loss over the round
+    seconds: float
+    eval_metrics: dict = field(default_factory=dict)         # e.g. retrieval_top1 (image-text)
+    domain_eval_metrics: dict = field(default_factory=dict)  # the same per domain: name -> list
+    # Σ q_i L_i over the task's ORIGINAL domains: comparable across domain definitions.
+    reference_eval_loss: float = float("nan")
+    reference_eval_losses: list[float] = field(default_factory=list)   # per original domain
+
+
+@dataclass
+class RunHistory:
+    """Filled in place while training, so a failed or interrupted run still has its record."""
+
+    domains: tuple[str, ...] = ()
+    eval_proportions: list[float] = field(default_factory=list)
+    initial_eval_losses: list[float] = field(default_factory=list)
+    initial_mean_eval_loss: float = float("nan")
+    initial_eval_metrics: dict = field(default_factory=dict)
+    reference_domains: tuple[str, ...] = ()          # the original domains of the eval split
+    reference_proportions: list[float] = field(default_factory=list)
+    initial_reference_eval_loss: float = float("nan")
+    initial_reference_eval_losses: list[float] = field(default_factory=list)
+    rounds: list[RoundRecord] = field(default_factory=list)
+    train_losses: list[float] = field(default_factory=list)     # per step
+    final_mixture: list[float] = field(default_factory=list)
+    num_params: int = 0
+    tokens_trained: int = 0
+    device: str = ""
+    seconds: float = 0.0
+    meter: Meter | None = None
+    shape: RunShape | None = None   # sizes for the paper's overhead formulas
+    eval_rows: list[int] = field(default_factory=list)   # which eval examples were scored
+
+    @property
+    def final_eval_losses(self) -> list[float]:
+        return self.rounds[-1].eval_losses if self.rounds else self.initial_eval_losses
+
+    @property
+    def final_reference_eval_loss(self) -> float:
+        return self.rounds[-1].reference_eval_loss if self.rounds else self.initial_reference_eval_loss
+
+    @property
+    def final_reference_eval_losses(self) -> list[float]:
+        return self.rounds[-1].reference_eval_losses if self.rounds else self.initial_reference_eval_losses
+
+    @property
+    def final_eval_metrics(self) -> dict:
+        return self.rounds[-1].eval_metrics if self.rounds else self.initial_eval_metrics
+
+    @property
+    def final_mean_eval_loss(self) -> float:
+        return self.rounds[-1].mean_eval_loss if self.rounds else self.initial_mean_eval_loss

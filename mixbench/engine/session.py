@@ -1,0 +1,134 @@
+"""The operations on a run in progress that the training loop and the probe share: a training
+step on a mixture, the record of a step, a per-domain evaluation, one batch's gradient, a branch.
+
+The loop (trainer.py) and the probe (probe.py) both go through these, so a probe's training step
+is the very same step as the loop's, recorded and metered the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mixbench.config import TrainConfig
+from mixbench.engine.callbacks import TrainCallback
+from mixbench.engine.schedule import cosine_schedule
+from mixbench.engine.state import RunState, StepResult
+from mixbench.engine.tap import GradientTap
+from mixbench.mixture import Mixture
+from mixbench.strategy import StepFeedback
+from mixbench.workloads import Evaluation, Split, Workload
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run trains on and how; fixed for the whole run."""
+
+    cfg: TrainConfig
+    workload: Workload
+    train_split: Split
+    eval_split: Split
+    device: torch.device
+    num_domains: int
+    tap: GradientTap | None = None   # present when the strategy asked for domain gradients
+
+
+class TrainingSession:
+    def __init__(self, setup: RunSetup, state: RunState, callbacks: Sequence[TrainCallback] = ()):
+        self.setup, self.state, self.callbacks = setup, state, list(callbacks)
+        self.lr_at = cosine_schedule(setup.cfg.lr, setup.cfg.steps, setup.cfg.warmup_fraction)
+        # Forward FLOPs of one example are 2·N·tokens_per_example; a training step costs 3×.
+        self.example_flops = 2 * setup.workload.num_params() * setup.workload.tokens_per_example
+        self.in_branch = False
+
+    @property
+    def steps_left(self) -> int:
+        return self.setup.cfg.steps - self.state.step
+
+    # -- training ------------------------------------------------------------------------------
+    def train_step(self, mixture: Mixture) -> StepResult:
+        """One optimiser step on a batch drawn from `mixture`: sample → tap → forward/backward →
+        step. Inside a branch it is the strategy's overhead, untapped, and undone on exit."""
+        setup, state = self.setup, self.state
+        category, label = ("strategy", "probe_train") if self.in_branch else ("train", "step")
+        rows, domains = state.sampler.sample(mixture, setup.cfg.batch_size)
+        batch = setup.train_split.batch(rows, setup.device)
+        tapping = setup.tap is not None and not self.in_branch
+        with state.meter.timed(category, label):
+            with setup.tap.batch(torch.from_numpy(domains).to(setup.device)) if tapping else nullcontext():
+                out = setup.workload.loss(batch)
+            state.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), setup.cfg.grad_clip)
+            for group in state.optimizer.param_groups:
+                group["lr"] = self.lr_at(state.step)
+            state.optimizer.step()
+        state.meter.add_flops(category, label, 3 * self.example_flops * len(rows))
+        state.step += 1
+        return StepResult(step=state.step, loss=float(out.loss.detach()), domains=domains,
+                          row_loss=out.row_loss.detach().double().cpu().numpy(),
+                          row_weight=out.row_weight.detach().double().cpu().numpy())
+
+    def record(self, result: StepResult) -> None:
+        """Book a step of the run's own model: the round's steps, the history, the strategy's
+        per-step hook, the callbacks (progress, tracking)."""
+        state = self.state
+        state.round_steps.append(result)
+        state.history.train_losses.append(result.loss)
+        state.history.tokens_trained += round(self.setup.workload.tokens_per_example * len(result.domains))
+        state.strategy.observe_step(StepFeedback(step=result.step, loss=result.loss,
+                                                 counts=np.bincount(result.domains, minlength=self.setup.num_domains)))
+        for callback in self.callbacks:
+            callback.on_step(result)
+
+    # -- measuring -----------------------------------------------------------------------------
+    def evaluate(self, category: str, label: str = "eval") -> Evaluation:
+        """Per-domain eval loss on the fixed eval subset (NaN where a domain has none), and the
+        workload's other metrics."""
+        setup, meter = self.setup, self.state.meter
+        with meter.timed(category, label):
+            result = setup.workload.evaluate(setup.eval_split, setup.num_domains, setup.cfg.batch_size, setup.device)
+        meter.add_flops(category, label, self.example_flops * len(setup.eval_split))
+        return result
+
+    def batch_gradient(self, domain: int | None, category: str, label: str) -> np.ndarray:
+        """Flattened gradient of the loss of one batch w.r.t. every parameter, without stepping.
+        `domain` None draws the batch from the eval set (the target), else from that training
+        domain. Parameter .grad and the tap's accumulators are left untouched."""
+        setup, state = self.setup, self.state
+        split = setup.eval_split if domain is None else setup.train_split
+        pool = np.arange(len(split)) if domain is None else np.flatnonzero(split.domain_ids.numpy() == domain)
+        if pool.size == 0:
+            raise ValueError(f"no examples to draw a gradient batch from (domain {domain})")
+        rows = pool[state.probe_rng.integers(pool.size, size=setup.cfg.batch_size)]
+        batch = split.batch(rows, setup.device)
+        params = [p for p in state.model.parameters() if p.requires_grad]
+        with state.meter.timed(category, label):
+            grads = torch.autograd.grad(setup.workload.loss(batch).loss, params)
+        state.meter.add_flops(category, label, 3 * self.example_flops * len(rows))
+        return torch.cat([g.reshape(-1) for g in grads]).detach().float().cpu().numpy()
+
+    # -- branching -----------------------------------------------------------------------------
+    @contextmanager
+    def branch(self):
+        """Everything inside (training steps included) is undone on exit: the model, optimiser,
+        sampler and step counter return to where they were."""
+        if self.in_branch:
+            raise RuntimeError("branches do not nest")
+        state = self.state
+        saved = (copy.deepcopy(state.model.state_dict()), copy.deepcopy(state.optimizer.state_dict()),
+                 state.sampler.state_dict(), state.step)
+        self.in_branch = True
+        try:
+            yield
+        finally:
+            state.model.load_state_dict(saved[0])
+            state.optimizer.load_state_dict(saved[1])
+            state.sampler.load_state_dict(saved[2])
+            state.step = saved[3]
+            self.in_branch = False

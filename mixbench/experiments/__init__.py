@@ -1,0 +1,14 @@
+"""Experiments: what a user runs and reads, built on the engine.
+
+    run.py          one run: task → (regroup) → train → results JSON + MLflow
+    run_summary.py  what `mixbench run` prints at the end
+    compare.py      a grid of (strategy, domains, seed) cells, resumable
+    results.py      the results schema (RunResult), JSON in and out
+    summary.py      the comparison table over seeds, against stratified
+    tables.py       that table as text and Markdown
+    report.py       `mixbench report`: Markdown + HTML with plots
+    plots.py        the figures
+    tracking.py     MLflow
+    regroup.py      what `mixbench regroup` prints, saves and logs
+    repro.py        the fixed-seed golden-file check (tox -e repro)
+"""

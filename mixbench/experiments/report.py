@@ -1,0 +1,212 @@
+"""`mixbench report DIR`: a Markdown and an HTML report, with PNG plots, from the results under DIR.
+
+Plots: eval loss against step per strategy (mean and min–max band over seeds); each strategy's
+mixture over rounds (first seed); rnb's last Gram matrix as a heatmap; overhead per strategy on a
+log scale; and, where `mixbench regroup` sweeps are present, silhouette against k (with the eval
+loss of runs at several k when those exist: the paper's Fig. 2).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mixbench.errors import MixbenchError
+from mixbench.experiments.plots import plot_curves, plot_mixture
+from mixbench.experiments.results import RunResult, is_run_result
+from mixbench.experiments.summary import curve_metrics, summarize
+from mixbench.experiments.tables import format_markdown
+from mixbench.storage.atomic import write_text
+
+# The paper's Table 1 overhead ranges (% of training FLOPs): a different model and data, for scale.
+PAPER_TABLE1 = {"rnb": "0.0006 – 0.1", "dga": "0.4 – 1601", "skillit": "14 – 6e7", "aioli": "62 – 7e6"}
+
+
+def load_results(directory: Path) -> tuple[list[RunResult], list[dict]]:
+    """(run results, regroup sweeps) under `directory`. A file that does not parse is named."""
+    if not directory.is_dir():
+        raise MixbenchError(f"{directory} is not a directory")
+    runs, sweeps = [], []
+    for path in sorted(directory.rglob("*.json")):
+        if "report" in path.relative_to(directory).parts:
+            continue
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise MixbenchError(f"cannot read {path}: {exc}") from None
+        if is_run_result(payload):
+            try:
+                runs.append(RunResult.from_json(payload))
+            except MixbenchError as exc:
+                raise MixbenchError(f"{path}: {exc}") from None
+        elif isinstance(payload, dict) and "sweep" in payload and "train_labels" in payload:
+            sweeps.append({**payload, "_path": str(path)})
+    if not runs and not sweeps:
+        raise MixbenchError(f"no mixbench results under {directory}")
+    return runs, sweeps
+
+
+def render(directory: Path, out: Path) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, sweeps = load_results(Path(directory))
+    finished = [r for r in runs if r.finished]
+    out.mkdir(parents=True, exist_ok=True)
+    sections: list[tuple[str, str, str | None]] = []  # (title, markdown text, image file)
+
+    if finished:
+        table = summarize(finished)
+        sections.append(("Summary", format_markdown(table), None))
+        fig = plot_curves(finished)
+        fig.savefig(out / "eval_loss.png", dpi=110)
+        plt.close(fig)
+        sections.append(("Eval loss during training", "Mean over seeds; the band spans min to max.",
+                         "eval_loss.png"))
+        for metric in curve_metrics(finished):   # image-text: zero-shot retrieval
+            fig = plot_curves(finished, metric)
+            fig.savefig(out / f"{metric}.png", dpi=110)
+            plt.close(fig)
+            sections.append((f"{metric} during training", "Mean over seeds; the band spans min to max.",
+                             f"{metric}.png"))
+        for r in _first_seed_per_group(finished):
+            algo, method = r.group
+            name = f"mixture_{algo}_{method}.png"
+            plot_mixture(r.mixture.per_round, r.domains.names, out / name,
+                         title=f"{algo} ({method} domains), seed {r.seed}: mixture per round")
+            sections.append((f"Mixture: {algo} ({method})", "", name))
+        gram = next((r for r in finished if r.strategy.extras.get("last_gram")), None)
+        if gram is not None:
+            _gram_heatmap(gram, out / "gram.png")
+            sections.append(("R&B's last Gram matrix", "G_ij = <g_i, g_j>/(n_i n_j) at the last update, "
+                             f"{gram.task.name}, seed {gram.seed}.", "gram.png"))
+        _overhead_bars(table, out / "overhead.png")
+        paper = "\n".join(["| strategy | ours: FLOP overhead % (mean over seeds) | paper Table 1 range % |",
+                           "|---|---|---|"] + [f"| {row.algo} ({row.domains}) | {row.overhead_flops_pct:.4g} | "
+                                               f"{PAPER_TABLE1.get(row.algo, '—')} |" for row in table.itertuples()])
+        sections.append(("Overhead", paper + "\n\nThe paper's numbers come from other models and data "
+                         "(its Table 1); ours are measured on these runs.", "overhead.png"))
+    for sweep in sweeps:
+        name = f"k_sweep_{sweep['task']}_{Path(sweep['_path']).stem}.png"
+        _k_sweep(sweep, finished, out / name)
+        sections.append((f"Regroup sweep: {sweep['task']} ({sweep['embedder']})",
+                         f"Chosen k = {sweep['k']} (silhouette {sweep['silhouette']:.4f}).", name))
+
+    md_path, html_path = out / "report.md", out / "report.html"
+    write_text(md_path, _markdown(directory, sections))
+    write_text(html_path, _html(directory, sections))
+    return md_path, html_path
+
+
+def _first_seed_per_group(results: list[RunResult]) -> list[RunResult]:
+    chosen = {}
+    for r in sorted(results, key=lambda r: r.seed):
+        chosen.setdefault(r.group, r)
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def _gram_heatmap(result: RunResult, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    gram = np.array(result.strategy.extras["last_gram"], dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    limit = np.abs(gram).max() or 1.0
+    image = ax.imshow(gram, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_xlabel("domain j")
+    ax.set_ylabel("domain i")
+    ax.set_title("Gram of per-domain mean final-layer gradients")
+    fig.colorbar(image, ax=ax, label="<g_i, g_j> / (n_i n_j)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _overhead_bars(table, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    labels = [f"{row.algo}\n({row.domains})" for row in table.itertuples()]
+    values = [max(row.overhead_flops_pct, 1e-6) for row in table.itertuples()]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bars = ax.bar(labels, values, color="tab:purple")
+    ax.set_yscale("log")
+    ax.set_ylabel("extra FLOPs, % of training (log scale)")
+    ax.set_title("overhead per strategy (measured; 0 shown at 1e-6)")
+    for bar, row in zip(bars, table.itertuples()):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{row.overhead_flops_pct:.3g}%",
+                ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _k_sweep(sweep: dict, runs: list[RunResult], path: Path) -> None:
+    """Silhouette against k; where runs at several k exist, their final eval loss too (Fig. 2)."""
+    import matplotlib.pyplot as plt
+
+    ks = [r["k"] for r in sweep["sweep"]]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(ks, [r["silhouette"] for r in sweep["sweep"]], "o-", ms=3, color="tab:blue", label="silhouette")
+    ax.set_xlabel("k (number of clusters)")
+    ax.set_ylabel("silhouette score", color="tab:blue")
+    by_k = {}
+    for r in runs:
+        if r.task.name == sweep["task"] and r.domains.method == "regroup":
+            by_k.setdefault(r.domains.k, []).append(r.final_loss)
+    if len(by_k) > 1:
+        right = ax.twinx()
+        xs = sorted(by_k)
+        right.plot(xs, [np.mean(by_k[k]) for k in xs], "s--", color="tab:red", label="final eval loss")
+        right.set_ylabel("final mean eval loss", color="tab:red")
+    ax.axvline(sweep["k"], color="gray", ls="--", lw=1)
+    ax.set_title(f"regroup {sweep['task']}: silhouette against k (chosen k = {sweep['k']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(directory: Path, sections) -> str:
+    parts = [f"# mixbench report: {directory}", ""]
+    for title, text, image in sections:
+        parts += [f"## {title}", ""]
+        if text:
+            parts += [text, ""]
+        if image:
+            parts += [f"![{title}]({image})", ""]
+    return "\n".join(parts)
+
+
+def _html(directory: Path, sections) -> str:
+    body = [f"<h1>mixbench report: {html.escape(str(directory))}</h1>"]
+    for title, text, image in sections:
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        body.append(_md_to_html(text))
+        if image:
+            body.append(f'<img src="{html.escape(image)}" alt="{html.escape(title)}" style="max-width:100%">')
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>mixbench report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _md_to_html(text: str) -> str:
+    """The small Markdown this module writes: pipe tables and paragraphs."""
+    out, table = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-: "):
+                table.append([html.escape(c.strip()) for c in line.strip("|").split("|")])
+            continue
+        if table:
+            head, *rows = table
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+                       + "</table>")
+            table = []
+        if line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(out)

@@ -1,0 +1,172 @@
+"""One `mixbench run`: load the task, train, save the results JSON, mirror it to MLflow, summarise.
+
+Whatever happens during training (finish, Ctrl-C, a crash) the results JSON is written with
+its status and everything recorded so far, and the MLflow run is closed with a matching status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from mixbench.config import TrainConfig
+from mixbench.embedder import Embedder
+from mixbench.engine.evaluation import EvalReference, select_eval_subset
+from mixbench.engine.history import RunHistory
+from mixbench.errors import MixbenchError
+from mixbench.experiments.results import DomainsRecord, RunResult, now, result_path
+from mixbench.regroup import DomainSpec
+from mixbench.strategy import MixingStrategy
+from mixbench.task import Task
+
+EXIT_INTERRUPTED = 130
+TRACKER_STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
+
+
+@dataclass
+class RunRequest:
+    algo: str
+    strategy: MixingStrategy
+    task_name: str
+    task: Task
+    config: TrainConfig                  # the task's budget with the user's overrides
+    out_dir: Path
+    use_mlflow: bool = True
+    experiment: str = "mixbench"
+    tracking_uri: str | None = None
+    progress: bool = True
+    domains: DomainSpec = DomainSpec("original")
+    embedder_name: str = "minilm"
+    embedder: Embedder | None = None     # required when domains.method == "regroup"
+    parent_run_id: str | None = None     # MLflow run this one is a child of (a compare grid)
+    quiet: bool = False                  # no summary on stdout (compare prints its own table)
+
+
+def execute(req: RunRequest) -> int:
+    """Runs the request; returns the process exit code. Raises MixbenchError for bad input."""
+    from mixbench.engine import train
+
+    cfg = req.config
+    path = result_path(req.out_dir, req.task_name, req.algo, req.domains.label, cfg.seed)
+    check_writable(path.parent)
+    info = req.task.info()
+    data = req.task.load()
+    # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
+    # so runs on original and regrouped domains are scored on the very same examples.
+    original_eval_domains = [e.domain for e in data.eval]
+    eval_rows = select_eval_subset(np.array(original_eval_domains), cfg.eval_per_domain)
+    reference = EvalReference.of(original_eval_domains)   # and scored by them, too
+    domains = DomainsRecord(method="original", names=[])
+    if req.domains.method == "regroup":
+        data, domains = _regroup(req, data, info)
+    data.require_eval_in_train()
+
+    tracker = _start_tracker(req, cfg) if req.use_mlflow else None
+    history, status, error, started_at = RunHistory(), "failed", None, now()
+    try:
+        callbacks = []
+        if tracker is not None:
+            from mixbench.experiments.tracking import RoundLogger
+
+            tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains))
+            callbacks.append(RoundLogger(tracker, data.domains))
+        train(data, req.strategy, cfg, history=history, progress=req.progress, eval_rows=eval_rows,
+              reference=reference, callbacks=callbacks)
+        status = "finished"
+    except KeyboardInterrupt:
+        status, error = "interrupted", "interrupted by the user"
+    except MixbenchError as exc:
+        error = str(exc)
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        # A run refused before its first evaluation (a hyperparameter that does not fit the task,
+        # say) has nothing to keep: no results file, and its MLflow run is marked failed.
+        refused = status == "failed" and not history.initial_eval_losses
+        result = RunResult.from_run(algo=req.algo, strategy=req.strategy, task_name=req.task_name, task_info=info,
+                                    cfg=cfg, history=history, status=status, error=error, started_at=started_at,
+                                    domains=domains)
+        if not refused:
+            result.save(path)
+        if tracker is not None:
+            if refused:
+                tracker.finish("FAILED")
+            else:
+                _finish_tracker(tracker, result, path)
+        if status != "finished" and not refused:
+            click.echo(f"{status}: partial results ({len(history.train_losses)} steps) saved to {path}", err=True)
+    if not req.quiet:
+        from mixbench.experiments.run_summary import print_summary
+
+        print_summary(result, path, tracker)
+    return 0 if status == "finished" else EXIT_INTERRUPTED
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise MixbenchError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
+
+
+def _start_tracker(req: RunRequest, cfg: TrainConfig):
+    from mixbench.experiments.tracking import MlflowTracker
+
+    return MlflowTracker(experiment=req.experiment, tracking_uri=req.tracking_uri,
+                         run_name=f"{req.algo}-{req.task_name}-{req.domains.label}-seed{cfg.seed}",
+                         tags={"mixbench.algo": req.algo, "mixbench.task": req.task_name,
+                               **({"mlflow.parentRunId": req.parent_run_id} if req.parent_run_id else {})})
+
+
+def _regroup(req: RunRequest, data, info):
+    """Relabel the task's examples with Regroup's clusters (embeddings and clustering cached)."""
+    from mixbench.regroup import apply, regroup
+
+    # Regroup is a one-time cost (the paper counts it apart from training): timed, reported,
+    # not part of the per-round overhead. Clustering uses seed 0 whatever the run's seed, so
+    # every seed of a comparison trains on the same domains.
+    started = time.perf_counter()
+    grouping = regroup(data, info, req.embedder, list(req.domains.ks), seed=0, progress=req.progress)
+    seconds = time.perf_counter() - started
+    cached = ", embeddings from cache" if grouping.cached_embeddings else ""
+    click.echo(f"regrouped {info.name} into k={grouping.k} domains (silhouette {grouping.silhouette:.4f}, "
+               f"{req.embedder_name}{cached}, {seconds:.0f} s)", err=True)
+    domains = DomainsRecord(method="regroup", names=[], embedder=grouping.embedder, k=grouping.k,
+                            silhouette=grouping.silhouette, embedder_name=req.embedder_name,
+                            k_swept=list(req.domains.ks), original_domains=len(data.domains),
+                            regroup_seconds=seconds, embeddings_cached=grouping.cached_embeddings)
+    return apply(data, grouping), domains
+
+
+def _flat_params(req: RunRequest, cfg: TrainConfig, info, num_domains: int, domains: DomainsRecord) -> dict:
+    params = {f"strategy.{k}": v for k, v in req.strategy.get_params().items()}
+    params.update({f"train.{k}": v for k, v in cfg.to_dict().items()})
+    params.update({f"domains.{k}": v for k, v in dataclasses.asdict(domains).items()
+                   if v is not None and k != "names"})
+    params.update({"algo": req.algo, "task": req.task_name, "task.version": info.version,
+                   "task.num_domains": num_domains})
+    return params
+
+
+def _finish_tracker(tracker, result: RunResult, path: Path) -> None:
+    from mixbench.experiments.plots import plot_mixture
+
+    if result.overhead is not None:
+        numbers = {k: v for k, v in dataclasses.asdict(result.overhead).items() if isinstance(v, (int, float))}
+        tracker.log_metrics({f"overhead.{k}": v for k, v in numbers.items()}, step=result.metrics.steps_done)
+    tracker.log_artifact(path)
+    if result.rounds:
+        png = plot_mixture(result.mixture.per_round, result.domains.names, path.with_suffix(".mixture.png"),
+                           title=f"{result.strategy.name} on {result.task.name}: mixture per round")
+        tracker.log_artifact(png)
+    tracker.finish(TRACKER_STATUS[result.status])

@@ -1,0 +1,26 @@
+"""The models mixbench trains. Each exposes its final linear layer as `head` (where the gradient
+tap sits) and `num_params()` (the N of the 6·N·D FLOP count).
+
+    gpt.py   a small GPT trained from scratch on bytes (text tasks; the CPU default)
+    clip.py  a small CLIP-style dual encoder trained from scratch (image-text tasks)
+    hf.py    a Hugging Face causal LM loaded from a local directory (text tasks)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mixbench.models.gpt import GPT, GPTConfig
+from mixbench.models.tokenizers import ByteTokenizer
+
+
+def build_language_model(spec: str, *, seq_len: int, n_layer: int, n_head: int, n_embd: int):
+    """(model, tokenizer) for a text task: `spec` is "gpt" or a local HF causal-LM directory."""
+    if spec == "gpt":
+        tokenizer = ByteTokenizer()
+        cfg = GPTConfig(vocab_size=tokenizer.vocab_size, seq_len=seq_len, n_layer=n_layer, n_head=n_head,
+                        n_embd=n_embd)
+        return GPT(cfg), tokenizer
+    from mixbench.models.hf import load_causal_lm
+
+    return load_causal_lm(Path(spec))

@@ -1,0 +1,102 @@
+"""What the three conformance kits share: one way to run checks, declare known failures and
+parametrise a test suite over plugins.
+
+A kit is a list of checks for one kind of plugin. A check is a function of one subject that
+raises AssertionError naming what is wrong. The subject is what the kit's `prepare` makes of
+what the user passes: a strategy factory as it is, a task wrapped so its checks share one load,
+an embedder wrapped so each check can have a fresh copy.
+
+A class declares the checks it is known to fail in `known_check_failures` (check name → reason).
+They are expected to fail: `check_all` reports them apart, `parametrize_with_checks` marks them
+as strict xfails — a known failure that starts passing fails the suite, so its entry must go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Check = Callable[[Any], None]
+
+
+def check_name(check: Check) -> str:
+    """A check's short name, as known failures and test ids spell it: check_load → load."""
+    return check.__name__.removeprefix("check_")
+
+
+@dataclass(frozen=True)
+class Kit:
+    kind: str                                   # "strategy", "task", "embedder": for messages
+    checks: tuple[Check, ...]
+    accepts: Callable[[Any], bool]              # is this object a subject of this kit?
+    prepare: Callable[[Any], Any]               # what each check receives
+    owner: Callable[[Any], type]                # the class whose known failures apply
+    skip_reason: Callable[[Any, Check], str | None] = lambda subject, check: None  # why not to run it here
+
+    def known_failures(self, subject) -> Mapping[str, str]:
+        return getattr(self.owner(subject), "known_check_failures", {}) or {}
+
+    def check_all(self, subject) -> None:
+        """Run every check on `subject`; raise one AssertionError naming every unexpected
+        failure, and every known failure that now passes."""
+        prepared = self.prepare(subject)
+        known = self.known_failures(prepared)
+        problems = []
+        for check in self.checks:
+            name = check_name(check)
+            try:
+                check(prepared)
+            except AssertionError as exc:
+                if name not in known:
+                    problems.append(f"{name}: {exc}")
+            else:
+                if name in known:
+                    problems.append(f"{name}: passes but is declared in known_check_failures "
+                                    f"({known[name]}); remove the entry")
+        if problems:
+            raise AssertionError(f"{self.kind} failed conformance:\n  " + "\n  ".join(problems))
+
+    def cases(self, subject, label: str) -> Iterator[tuple[str, Any, Check, str | None, str | None]]:
+        """(test id, prepared subject, check, known-failure reason, skip reason) per check."""
+        prepared = self.prepare(subject)
+        known = self.known_failures(prepared)
+        for check in self.checks:
+            yield (f"{label}-{check_name(check)}", prepared, check, known.get(check_name(check)),
+                   self.skip_reason(prepared, check))
+
+
+def kit_for(subject, kits: Sequence[Kit]) -> Kit:
+    for kit in kits:
+        if kit.accepts(subject):
+            return kit
+    raise TypeError(f"no conformance kit takes {subject!r}: pass a MixingStrategy class (or a factory), "
+                    "a Task instance or an Embedder instance")
+
+
+def parametrize(subjects: Sequence | Mapping[str, Any], kits: Sequence[Kit]):
+    """pytest.mark.parametrize("subject, check", ...) over every check of every subject."""
+    import pytest
+
+    named = subjects.items() if isinstance(subjects, Mapping) else ((None, s) for s in subjects)
+    params = []
+    for label, subject in named:
+        kit = kit_for(subject, kits)
+        label = label or kit.owner(kit.prepare(subject)).__name__
+        for test_id, prepared, check, known, skip in kit.cases(subject, label):
+            marks = []
+            if known is not None:
+                marks.append(pytest.mark.xfail(reason=known, raises=AssertionError, strict=True))
+            if skip is not None:
+                marks.append(pytest.mark.skip(reason=skip))
+            params.append(pytest.param(prepared, check, id=test_id, marks=marks))
+    return pytest.mark.parametrize("subject, check", params)
+
+
+def assert_stores_params_only(instance) -> None:
+    """The constructor stored its keyword parameters under their own names and nothing else, and
+    they rebuild an equal instance (scikit-learn's rule; see mixbench.plugin)."""
+    params = instance.get_params()
+    extra = sorted(set(vars(instance)) - set(params))
+    assert not extra, f"__init__ stored {extra}, which are not keyword-only constructor parameters"
+    assert type(instance)(**params).get_params() == params, "get_params() does not round-trip"
