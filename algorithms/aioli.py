@@ -20,6 +20,8 @@ Defaults: η = 0.1, ε = 0.5, probe_steps = 1, probe_fraction = 0.5 are our choi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mixbench.mixture import Mixture
@@ -36,16 +38,15 @@ def aioli_mixture(p: np.ndarray, graph: np.ndarray, eta: float) -> np.ndarray:
     return exponentiated_update(p, scores, eta)
 
 
+@dataclass(kw_only=True, eq=False)
 class Aioli(MixingStrategy):
     """Aioli: LearnParams probes each domain, then p ← p ⊙ exp(η·1ᵀA) (EMA variant optional)."""
 
-    def __init__(self, *, eta: float = 0.1, tilt: float = 0.5, probe_steps: int = 1,
-                 probe_fraction: float = 0.5, ema: float = 0.0):
-        self.eta = eta
-        self.tilt = tilt
-        self.probe_steps = probe_steps
-        self.probe_fraction = probe_fraction
-        self.ema = ema
+    eta: float = 0.1
+    tilt: float = 0.5
+    probe_steps: int = 1
+    probe_fraction: float = 0.5
+    ema: float = 0.0
 
     def check_params(self) -> None:
         if not (np.isfinite(self.eta) and self.eta > 0):

@@ -17,6 +17,8 @@ smooths with a moving average of the weights). Overhead in the paper's App. D:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mixbench.mixture import Mixture
@@ -32,12 +34,12 @@ def dga_weights(weights: np.ndarray, alignment: np.ndarray, eta: float) -> np.nd
     return exponentiated_update(weights, alignment / scale if scale > 0 else alignment, eta)
 
 
+@dataclass(kw_only=True, eq=False)
 class DGA(MixingStrategy):
     """DGA: per-domain and target batch gradients each round; w ← w⊙exp(η·<g_i, g_target>), smoothed."""
 
-    def __init__(self, *, eta: float = 1.0, smoothing: float = 0.5):
-        self.eta = eta
-        self.smoothing = smoothing
+    eta: float = 1.0
+    smoothing: float = 0.5
 
     def check_params(self) -> None:
         if not (np.isfinite(self.eta) and self.eta > 0):

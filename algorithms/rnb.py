@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,14 +81,14 @@ def gram_flops(num_domains: int, dim: int) -> float:
     return 2.0 * num_domains * num_domains * dim
 
 
+@dataclass(kw_only=True, eq=False)
 class RnB(MixingStrategy):
     """R&B Balance: p = softmax(λ·Gq/‖Gq‖) from the Gram of per-domain final-layer gradients."""
 
     signals = frozenset({Signal.DOMAIN_GRADIENTS})
     default_domains = "regroup"  # Regroup then Balance: the full R&B
 
-    def __init__(self, *, lam: float = 3.0):
-        self.lam = lam
+    lam: float = 3.0
 
     def check_params(self) -> None:
         if isinstance(self.lam, bool) or not isinstance(self.lam, numbers.Real) \

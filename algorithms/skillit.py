@@ -17,6 +17,8 @@ and one evaluation per round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mixbench.mixture import Mixture
@@ -40,15 +42,15 @@ def skillit_mixture(graph: np.ndarray, recent_losses: list[np.ndarray], eta: flo
     return softmax(eta * (graph @ total))
 
 
+@dataclass(kw_only=True, eq=False)
 class SkillIt(MixingStrategy):
     """Skill-It: p ∝ exp(η·A·Σ_{last w rounds} L_eval) with a skills graph learned before training."""
 
     signals = frozenset({Signal.EVAL_LOSSES})
 
-    def __init__(self, *, eta: float = 0.5, window: int = 3, graph_steps: int = 10):
-        self.eta = eta
-        self.window = window
-        self.graph_steps = graph_steps
+    eta: float = 0.5
+    window: int = 3
+    graph_steps: int = 10
 
     def check_params(self) -> None:
         if not (np.isfinite(self.eta) and self.eta > 0):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +23,8 @@ def time_steps(model, batches, tap: GradientTap | None) -> float:
     elapsed = 0.0
     for i, (x, y, domains) in enumerate(batches):
         start = time.perf_counter()
-        if tap is not None:
-            tap.set_batch(domains)
-        logits = model(x)
+        with tap.batch(domains) if tap is not None else nullcontext():
+            logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

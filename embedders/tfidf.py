@@ -8,6 +8,7 @@ behaves like cosine distance, as it does for normalised sentence embeddings.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,13 +37,13 @@ class _StemmingTokenizer:
         self.__init__()
 
 
+@dataclass(kw_only=True, eq=False)
 class Tfidf(Embedder):
     """TF-IDF of stemmed words + truncated SVD (LSA); fitted on the training texts."""
 
-    def __init__(self, *, dim: int = 128, max_features: int = 50000, seed: int = 0):
-        self.dim = dim
-        self.max_features = max_features
-        self.seed = seed
+    dim: int = 128
+    max_features: int = 50000
+    seed: int = 0
 
     def identity(self) -> str:
         return f"tfidf-porter-svd{self.dim}-f{self.max_features}-s{self.seed}"

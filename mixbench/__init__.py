@@ -14,6 +14,7 @@ from mixbench.plugin import Plugin
 from mixbench.probe import Probe
 from mixbench.strategy import (
     DomainGradients,
+    FixedMixtureStrategy,
     MixingStrategy,
     RoundFeedback,
     RunContext,
@@ -26,7 +27,7 @@ from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DomainGradients", "Embedder", "Example", "InvalidMixture", "MixbenchError", "MixingStrategy",
-    "Mixture", "Plugin", "Probe", "RoundFeedback", "RunContext", "RunShape", "Signal", "StepFeedback", "Task",
-    "TaskData", "TaskDataError", "TaskInfo", "TrainConfig", "__version__",
+    "ConfigError", "DomainGradients", "Embedder", "Example", "FixedMixtureStrategy", "InvalidMixture",
+    "MixbenchError", "MixingStrategy", "Mixture", "Plugin", "Probe", "RoundFeedback", "RunContext", "RunShape",
+    "Signal", "StepFeedback", "Task", "TaskData", "TaskDataError", "TaskInfo", "TrainConfig", "__version__",
 ]

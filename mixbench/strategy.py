@@ -149,3 +149,22 @@ class MixingStrategy(Plugin, ABC):
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, copy.deepcopy(value))
+
+
+class FixedMixtureStrategy(MixingStrategy):
+    """A mixture chosen once, from what is known before training, and kept for the whole run: it
+    needs no signal and costs nothing. Subclasses implement `choose`."""
+
+    @abstractmethod
+    def choose(self, ctx: RunContext) -> Mixture:
+        """The mixture of the whole run."""
+
+    def start(self, ctx: RunContext) -> Mixture:
+        self.mixture_ = self.choose(ctx)
+        return self.mixture_
+
+    def update(self, feedback: RoundFeedback, probe: Probe) -> Mixture:
+        return self.mixture_
+
+    def paper_overhead_flops(self, shape: RunShape) -> float:
+        return 0.0

@@ -14,6 +14,7 @@ the run's seed), so no eval problem text is seen in training.
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,15 +22,15 @@ from mixbench.config import TrainConfig
 from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 
 
+@dataclass(kw_only=True, eq=False)
 class Champ(Task):
     """CHAMP reasoning traces, 72 model×prompt sources as domains (default task)."""
 
     # Sized so the default run takes about 3 minutes on 2 CPU cores: 10 rounds of 40 steps.
     budget = TrainConfig(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=6)
 
-    def __init__(self, *, eval_fraction: float = 0.1, split_seed: int = 0):
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
+    eval_fraction: float = 0.1
+    split_seed: int = 0
 
     def info(self) -> TaskInfo:
         return TaskInfo(

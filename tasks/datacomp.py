@@ -1,6 +1,6 @@
 """datacomp: DataComp-small image-text pairs from webdataset shards; one domain, so run it regrouped.
 
-Data (not downloadable on these machines): the small pool of DataComp
+Data (mixbench never downloads it): the small pool of DataComp
 (https://github.com/mlfoundations/datacomp, 12.8M pairs; ``download_upstream.py --scale small``
 fetches the images with img2dataset) as webdataset ``*.tar`` shards: the members of one sample
 share a key (the member's path up to the first dot of its base name) and are ``<key>.jpg`` (or
@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import posixpath
 import tarfile
 from collections.abc import Iterator
@@ -37,8 +36,9 @@ from pathlib import Path
 from mixbench.config import TrainConfig
 from mixbench.data.images import CacheKey, load_images
 from mixbench.data.rows import BadRows
-from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
+from tasks.local import LocalDataTask
 
 log = logging.getLogger(__name__)
 
@@ -50,57 +50,46 @@ DECODE_CHUNK = 2048        # samples decoded (and cached) together: bounds the e
 TAR_BLOCK = 512
 
 
-class DataComp(Task):
+@dataclass(kw_only=True, eq=False)
+class DataComp(LocalDataTask):
     """DataComp-small image-caption pairs (local webdataset shards); one domain: use --domains regroup."""
 
     # One original domain: the eval subset is drawn from it alone, so it is large (regroup then
     # spreads it over the clusters). Web captions run longer than clip-art titles.
     budget = TrainConfig(model="clip", image_size=32, seq_len=128, n_layer=2, n_head=2, n_embd=64, batch_size=64,
-                    steps=2000, steps_per_round=100, lr=1e-3, eval_per_domain=512)
+                         steps=2000, steps_per_round=100, lr=1e-3, eval_per_domain=512)
 
-    def __init__(self, *, path: str | os.PathLike | None = None, max_samples: int | None = 20_000,
-                 train_fraction: float = 0.9, eval_fraction: float = 0.05, split_seed: int = 0):
-        self.path = path
-        self.max_samples = max_samples
-        self.train_fraction = train_fraction
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
+    name = folder = "datacomp"
+    env = ENV
+    wanted = ("DataComp-small webdataset shards (*.tar from mlfoundations/datacomp, download_upstream.py --scale "
+              "small)")
+    suffixes = (".tar",)
 
-    # -- where the data is
-    def _location(self) -> Path:
-        return datafiles.resolve(self.path, ENV, "datacomp")
-
-    def _shards(self) -> list[Path]:
-        return datafiles.data_files(self._location(), (".tar",))
-
-    def _missing(self) -> str:
-        return datafiles.put_message("DataComp-small webdataset shards (*.tar from mlfoundations/datacomp, "
-                                     "download_upstream.py --scale small)", self._location(), ENV)
-
-    def status(self) -> str:
-        return "ready" if self._shards() else f"missing: {self._missing()}"
+    # path: LocalDataTask
+    max_samples: int | None = 20_000
+    train_fraction: float = 0.9
+    eval_fraction: float = 0.05
+    split_seed: int = 0
 
     def info(self) -> TaskInfo:
-        shards = self._shards()
         return TaskInfo(
-            name="datacomp",
+            name=self.name,
             description="DataComp-small web image-caption pairs; no original domains (one domain 'datacomp'): "
                         "run with --domains regroup",
             source=f"https://github.com/mlfoundations/datacomp small pool ({self._location()})",
             license="CC BY 4.0 (DataComp metadata); images remain their owners' (research use)",
-            version=datafiles.files_version(shards) if shards else "not-available",
+            version=self._version(),
             modality="image-text",
             original_domains=1,
         )
 
     def load(self) -> TaskData:
-        datafiles.check_fractions("datacomp", self.train_fraction, self.eval_fraction)
+        datafiles.check_fractions(self.name, self.train_fraction, self.eval_fraction)
         if self.max_samples is not None and self.max_samples < 1:
             raise TaskDataError(f"datacomp: max_samples must be at least 1 (or None), got {self.max_samples}")
-        shards = self._shards()
-        if not shards:
-            raise TaskDataError(f"datacomp data is missing: {self._missing()}")
-        cache = CacheKey("datacomp", datafiles.files_version(shards))
+        self._require_data()
+        shards = self._files()
+        cache = CacheKey(self.name, datafiles.files_version(shards))
         examples, samples = [], []
         broken_shards = BadRows(f"datacomp shards in {self._location()}", unit="shard")
         shards_read = 0

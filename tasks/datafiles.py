@@ -1,10 +1,10 @@
-"""Shared plumbing of the file-backed task adapters: where data lives, versions, splits, prompts.
+"""Shared plumbing of the file-backed task adapters: locations, versions, splits, prompts.
 
-Where data lives. Each adapter takes its location as a constructor keyword (`path=`, or `source=`
-for evals); without one it reads the environment variable the adapter names (MIXBENCH_DOLLY,
-MIXBENCH_NATINST, MIXBENCH_S1, MIXBENCH_EVALS_WHEEL), and without that the folder
-``$MIXBENCH_DATA/<name>`` (MIXBENCH_DATA defaults to ~/.cache/mixbench/data). Nothing is ever
-downloaded; a hub id is only used when one is configured and the `datasets` library is installed.
+Locations. A task's data location is the keyword it takes (`path=`, or `source=` for evals), else
+the environment variable it names (MIXBENCH_DOLLY, MIXBENCH_NATINST, MIXBENCH_S1,
+MIXBENCH_EVALS_WHEEL, ...), else the folder ``$MIXBENCH_DATA/<name>`` (MIXBENCH_DATA defaults to
+~/.cache/mixbench/data): `resolve` below, used by the base classes in tasks/local.py. mixbench never
+downloads data; a hub id is only used when one is configured and the `datasets` library is installed.
 
 Splits are seeded by the task's `split_seed`, never by the run's seed, and drawn per stratum
 (category, source or task) with a generator seeded by (split_seed, stratum name), so one stratum's
@@ -84,18 +84,6 @@ def files_version(paths: Iterable[Path]) -> str:
     for path in sorted(paths, key=lambda p: p.name):
         digest.update(f"{path.name}\0{file_digest(path)}\0".encode())
     return "sha-" + digest.hexdigest()[:12]
-
-
-def local_or_hub_status(files: list[Path], hub_id: str | None, missing: str) -> str:
-    """'ready' when local files exist or a configured hub id can be loaded, else 'missing: ...'."""
-    return "ready" if files or (hub_id and hub_available()) else f"missing: {missing}"
-
-
-def local_or_hub_version(files: list[Path], hub_id: str | None, revision: str | None) -> str:
-    """The data version: a hash of the local files, else the hub revision."""
-    if files:
-        return files_version(files)
-    return f"hub-{revision or 'main'}" if hub_id else "not-available"
 
 
 def git_revision(root: Path) -> str | None:

@@ -13,6 +13,7 @@ paper tasks' 5 % so that retrieval accuracy is measured on about 360 images, not
 from __future__ import annotations
 
 import importlib.metadata
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,17 +24,17 @@ from tasks import datafiles
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+@dataclass(kw_only=True, eq=False)
 class Digits(Task):
     """scikit-learn 8×8 handwritten digits with templated captions, 10 digits as domains (image-text)."""
 
     # A run takes about half a minute on 2 CPU cores.
     budget = TrainConfig(steps=200, steps_per_round=25, batch_size=64, seq_len=32, lr=3e-3, eval_per_domain=36,
-                    n_layer=1, n_head=2, n_embd=32, model="clip", image_size=8)
+                         n_layer=1, n_head=2, n_embd=32, model="clip", image_size=8)
 
-    def __init__(self, *, train_fraction: float = 0.8, eval_fraction: float = 0.2, split_seed: int = 0):
-        self.train_fraction = train_fraction
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
+    train_fraction: float = 0.8
+    eval_fraction: float = 0.2
+    split_seed: int = 0
 
     def info(self) -> TaskInfo:
         return TaskInfo(

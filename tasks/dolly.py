@@ -1,6 +1,6 @@
 """dolly: databricks-dolly-15k instruction following, its 8 categories as the original domains.
 
-Data (not downloadable on these machines): the upstream file ``databricks-dolly-15k.jsonl`` from
+Data (mixbench never downloads it): the upstream file ``databricks-dolly-15k.jsonl`` from
 https://huggingface.co/datasets/databricks/databricks-dolly-15k (CC BY-SA 3.0), one JSON object a
 line with ``instruction``, ``context``, ``response``, ``category``. Put it (or a folder holding it)
 at ``$MIXBENCH_DATA/dolly/``, pass ``Dolly(path=...)`` or set MIXBENCH_DOLLY. With the `datasets`
@@ -14,82 +14,65 @@ evaluation (the last 5 % is held back), seeded by `split_seed`.
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
+from pathlib import Path
 
 from mixbench.config import TrainConfig
-from mixbench.data.rows import accept_rows, drop_empty_domains, read_jsonl
-from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.data.rows import drop_empty_domains, read_jsonl
+from mixbench.task import Example, TaskData, TaskInfo
 from tasks import datafiles
+from tasks.local import HubOrLocalTask
 
 ENV = "MIXBENCH_DOLLY"
 HUB_ENV = "MIXBENCH_DOLLY_HUB"
 FILE = "databricks-dolly-15k.jsonl"
 CATEGORIES = ("brainstorming", "classification", "closed_qa", "creative_writing", "general_qa",
               "information_extraction", "open_qa", "summarization")
+REQUIRED = ("instruction", "response", "category")
 
 
-class Dolly(Task):
+@dataclass(kw_only=True, eq=False)
+class Dolly(HubOrLocalTask):
     """databricks-dolly-15k instructions, 8 categories as domains (local jsonl)."""
 
     # 8 domains; instruction + response fit in 512 bytes for most rows. Meant for an accelerator.
     budget = TrainConfig(steps=600, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=16,
-                    n_layer=4, n_head=4, n_embd=128)
+                         n_layer=4, n_head=4, n_embd=128)
 
-    def __init__(self, *, path: str | os.PathLike | None = None, hub_id: str | None = None,
-                 hub_revision: str | None = None, train_fraction: float = 0.9, eval_fraction: float = 0.05,
-                 split_seed: int = 0):
-        self.path = path
-        self.hub_id = hub_id
-        self.hub_revision = hub_revision
-        self.train_fraction = train_fraction
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
+    name = folder = "dolly"
+    env, hub_env = ENV, HUB_ENV
+    wanted = f"{FILE} (from databricks/databricks-dolly-15k)"
+    suffixes = (".jsonl",)
 
-    # -- where the data is
-    def _location(self):
-        return datafiles.resolve(self.path, ENV, "dolly")
+    # path, hub_id, hub_revision: HubOrLocalTask
+    train_fraction: float = 0.9
+    eval_fraction: float = 0.05
+    split_seed: int = 0
 
-    def _files(self):
+    def _files(self) -> list[Path]:
         location = self._location()
         if (location / FILE).is_file():  # the upstream file wins over anything else in the folder
             return [location / FILE]
-        return datafiles.data_files(location, (".jsonl",))
-
-    def _hub(self) -> str | None:
-        return self.hub_id or os.environ.get(HUB_ENV) or None
-
-    def _missing(self) -> str:
-        return datafiles.put_message(f"{FILE} (from databricks/databricks-dolly-15k)", self._location(), ENV)
-
-    def status(self) -> str:
-        return datafiles.local_or_hub_status(self._files(), self._hub(), self._missing())
+        return super()._files()
 
     def info(self) -> TaskInfo:
-        version = datafiles.local_or_hub_version(self._files(), self._hub(), self.hub_revision)
         return TaskInfo(
-            name="dolly",
+            name=self.name,
             description="databricks-dolly-15k human-written instruction/response pairs in 8 categories",
             source=f"https://huggingface.co/datasets/databricks/databricks-dolly-15k ({self._location()})",
             license="CC BY-SA 3.0",
-            version=version,
+            version=self._version(),
             original_domains=len(CATEGORIES),   # the upstream file's 8 categories
         )
 
     def load(self) -> TaskData:
-        datafiles.check_fractions("dolly", self.train_fraction, self.eval_fraction)
-        files = self._files()
-        if files:
-            examples = [e for f in files for e in read_jsonl(f, to_example, required=("instruction", "response",
-                                                                                        "category"))]
-        elif self._hub() and datafiles.hub_available():
-            examples = accept_rows(datafiles.hub_rows(self._hub(), self.hub_revision), self._hub(), to_example,
-                                   required=("instruction", "response", "category"))
-        else:
-            raise TaskDataError(f"dolly data is missing: {self._missing()}")
+        datafiles.check_fractions(self.name, self.train_fraction, self.eval_fraction)
+        examples = self._examples(lambda f: read_jsonl(f, to_example, required=REQUIRED), to_example,
+                                  required=REQUIRED)
         groups = {c: [] for c in CATEGORIES}
         for e in examples:
             groups.setdefault(e.domain, []).append(e)
-        groups = drop_empty_domains(groups, "dolly")
+        groups = drop_empty_domains(groups, self.name)
         kept = [e for e in examples if e.domain in groups]
         train, evaluation = datafiles.split_by_stratum(
             kept, lambda e: e.domain, train_fraction=self.train_fraction, eval_fraction=self.eval_fraction,

@@ -11,7 +11,7 @@ answer as the response.
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 
 from mixbench.config import TrainConfig
 from mixbench.task import TaskData
@@ -19,6 +19,7 @@ from tasks import datafiles
 from tasks.evals_registry import EvalsTaskBase, load_evals
 
 
+@dataclass(kw_only=True, eq=False)
 class EvalsID(EvalsTaskBase):
     """OpenAI evals Q→A tasks as domains, 90/10 split by example (in-domain; wheel or package)."""
 
@@ -27,18 +28,15 @@ class EvalsID(EvalsTaskBase):
 
     # 100 domains of short Q→A text; 200 training examples per domain at most.
     budget = TrainConfig(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=4,
-                    n_layer=4, n_head=4, n_embd=128)
+                         n_layer=4, n_head=4, n_embd=128)
 
-    def __init__(self, *, source: str | os.PathLike | None = None, num_tasks: int | None = 100,
-                 max_rows: int | None = 200, min_rows: int = 20, train_fraction: float = 0.9,
-                 eval_fraction: float = 0.1, split_seed: int = 0):
-        self.source = source
-        self.num_tasks = num_tasks
-        self.max_rows = max_rows
-        self.min_rows = min_rows
-        self.train_fraction = train_fraction
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
+    # source: EvalsTaskBase
+    num_tasks: int | None = 100
+    max_rows: int | None = 200
+    min_rows: int = 20
+    train_fraction: float = 0.9
+    eval_fraction: float = 0.1
+    split_seed: int = 0
 
     def load(self) -> TaskData:
         datafiles.check_fractions(self.name, self.train_fraction, self.eval_fraction)

@@ -13,7 +13,7 @@ run needs ``--domains regroup`` (the paper's setting where Gq would otherwise be
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from tasks.evals_registry import EvalsTaskBase, load_evals
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True, eq=False)
 class EvalsOOD(EvalsTaskBase):
     """OpenAI evals Q→A: train on some evals, evaluate on held-out others (OOD; needs regroup)."""
 
@@ -33,17 +34,14 @@ class EvalsOOD(EvalsTaskBase):
     eval_domains_unseen = True   # held-out evals are whole domains with no training data
 
     budget = TrainConfig(steps=400, steps_per_round=40, batch_size=16, seq_len=256, lr=3e-3, eval_per_domain=8,
-                    n_layer=4, n_head=4, n_embd=128)
+                         n_layer=4, n_head=4, n_embd=128)
 
-    def __init__(self, *, source: str | os.PathLike | None = None, num_tasks: int | None = None,
-                 eval_task_fraction: float = 0.15, max_rows: int | None = 200, min_rows: int = 20,
-                 split_seed: int = 0):
-        self.source = source
-        self.num_tasks = num_tasks
-        self.eval_task_fraction = eval_task_fraction
-        self.max_rows = max_rows
-        self.min_rows = min_rows
-        self.split_seed = split_seed
+    # source: EvalsTaskBase
+    num_tasks: int | None = None
+    eval_task_fraction: float = 0.15
+    max_rows: int | None = 200
+    min_rows: int = 20
+    split_seed: int = 0
 
     def load(self) -> TaskData:
         if not 0 < self.eval_task_fraction < 1:

@@ -34,6 +34,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -317,11 +318,14 @@ def to_example(record: dict, domain: str) -> Example:
 
 # -- the adapters' shared part -------------------------------------------------------------------
 
+@dataclass(kw_only=True, eq=False)
 class EvalsTaskBase(Task):
     """Location, status and metadata shared by evals-id and evals-ood (abstract: not registered)."""
 
-    name = ""
-    description = ""
+    source: str | os.PathLike | None = None   # a wheel, a folder holding one, or an unpacked registry
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
 
     def _source(self) -> tuple[RegistrySource | None, Path]:
         return locate(self.source)

@@ -15,6 +15,9 @@ files directly, with or without a ``splits/default`` folder beside them.
 An instance becomes one example: the definition and the first `num_pos_examples` positive examples
 as the instruction, the instance input as the input, the first reference output as the response.
 At most `max_instances` instances per task are used (a seeded sample), so large tasks do not dominate.
+
+`NatInstData` is the two adapters' shared base: where the checkout is (``$MIXBENCH_DATA/natinst/``,
+``path=`` or MIXBENCH_NATINST; mixbench never downloads it) and whether its task files are there.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import numpy as np
 from mixbench.data.rows import BadRows, accept_rows, stable_hash
 from mixbench.task import Example, TaskDataError
 from tasks import datafiles
+from tasks.local import LocalDataTask
 
 log = logging.getLogger(__name__)
 
 ENV = "MIXBENCH_NATINST"
 FOLDER = "natinst"
+URL = "https://github.com/allenai/natural-instructions"
 SPLIT_DIR = ("splits", "default")
 
 
@@ -63,6 +68,22 @@ class Layout:
         """The upstream commit when the root is a git checkout, else a hash of the files read."""
         revision = datafiles.git_revision(self.root)
         return f"git-{revision}" if revision else datafiles.files_version(files)
+
+
+@dataclass(kw_only=True, eq=False)
+class NatInstData(LocalDataTask):
+    """A natural-instructions checkout as a task's data (abstract: not registered)."""
+
+    env, folder = ENV, FOLDER
+    wanted = "the natural-instructions repo (tasks/*.json, splits/default/)"
+
+    def _layout(self) -> Layout:
+        return Layout.at(self._location())
+
+    def _files(self) -> list[Path]:
+        """The task files in the checkout (what must be there)."""
+        layout = self._layout()
+        return [layout.task_path(name) for name in layout.all_tasks()]
 
 
 def read_task_list(source) -> list[str]:

@@ -16,59 +16,53 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mixbench.config import TrainConfig
-from mixbench.task import Task, TaskData, TaskDataError, TaskInfo
+from mixbench.task import TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
-from tasks.natinst_format import ENV, FOLDER, Layout, read_task_list, read_tasks
+from tasks.natinst_format import URL, Layout, NatInstData, read_task_list, read_tasks
 
 log = logging.getLogger(__name__)
 
-URL = "https://github.com/allenai/natural-instructions"
 
-
-class NatInstTest(Task):
+@dataclass(kw_only=True, eq=False)
+class NatInstTest(NatInstData):
     """Super-NaturalInstructions held-out test tasks (OOD: eval categories unseen in training)."""
 
     eval_domains_unseen = True   # test-task categories never appear in training
 
     budget = TrainConfig(steps=800, steps_per_round=50, batch_size=16, seq_len=512, lr=3e-3, eval_per_domain=8,
-                    n_layer=4, n_head=4, n_embd=128)
+                         n_layer=4, n_head=4, n_embd=128)
 
-    def __init__(self, *, path: str | os.PathLike | None = None, train_tasks=None, test_tasks=None,
-                 num_train_tasks: int | None = None, max_instances: int | None = 100, num_pos_examples: int = 2,
-                 split_seed: int = 0):
-        self.path = path
-        self.train_tasks = train_tasks
-        self.test_tasks = test_tasks
-        self.num_train_tasks = num_train_tasks
-        self.max_instances = max_instances
-        self.num_pos_examples = num_pos_examples
-        self.split_seed = split_seed
+    name = "natinst-test"
 
-    def _layout(self) -> Layout:
-        return Layout.at(datafiles.resolve(self.path, ENV, FOLDER))
+    # path: NatInstData
+    train_tasks: str | os.PathLike | Sequence[str] | None = None   # a task-list file or names
+    test_tasks: str | os.PathLike | Sequence[str] | None = None
+    num_train_tasks: int | None = None
+    max_instances: int | None = 100
+    num_pos_examples: int = 2
+    split_seed: int = 0
 
     def _list_source(self, layout: Layout, which: str):
         given = self.train_tasks if which == "train" else self.test_tasks
         return given if given is not None else layout.split_file(which)
 
     def _missing(self) -> str | None:
+        """The repo's task files, then both task lists."""
+        missing = super()._missing()
+        if missing is not None:
+            return missing
         layout = self._layout()
-        if not layout.all_tasks():
-            return datafiles.put_message("the natural-instructions repo (tasks/*.json, splits/default/)",
-                                         layout.root, ENV)
         for which in ("train", "test"):
             source = self._list_source(layout, which)
             if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
                 return datafiles.put_message(f"the task list {which}_tasks.txt (from the repo's splits/default/)",
-                                             layout.splits_dir, ENV)
+                                             layout.splits_dir, self.env)
         return None
-
-    def status(self) -> str:
-        missing = self._missing()
-        return f"missing: {missing}" if missing else "ready"
 
     def _names(self, layout: Layout) -> tuple[list[str], list[str], list]:
         sources = [self._list_source(layout, w) for w in ("train", "test")]
@@ -77,27 +71,27 @@ class NatInstTest(Task):
         listed = [s for s in sources if isinstance(s, (str, os.PathLike))]
         return train, test, listed
 
-    def info(self) -> TaskInfo:
+    def _version(self) -> str:
+        """The upstream commit, else a hash of the task files and the lists read."""
+        if self._missing() is not None:
+            return "not-available"
         layout = self._layout()
-        if self._missing() is None:
-            train, test, listed = self._names(layout)
-            files = [layout.task_path(n) for n in train + test if layout.task_path(n).is_file()]
-            version = layout.version(files + [Path(p) for p in listed])
-        else:
-            version = "not-available"
+        train, test, listed = self._names(layout)
+        files = [layout.task_path(n) for n in train + test if layout.task_path(n).is_file()]
+        return layout.version(files + [Path(p) for p in listed])
+
+    def info(self) -> TaskInfo:
         return TaskInfo(
-            name="natinst-test",
+            name=self.name,
             description="Super-NaturalInstructions: train on training tasks, evaluate on held-out test tasks "
                         "(unseen categories)",
-            source=f"{URL} ({layout.root})",
+            source=f"{URL} ({self._location()})",
             license="Apache-2.0",
-            version=version,
+            version=self._version(),
         )
 
     def load(self) -> TaskData:
-        missing = self._missing()
-        if missing:
-            raise TaskDataError(f"natinst-test data is missing: {missing}")
+        self._require_data()
         layout = self._layout()
         train_names, test_names, _ = self._names(layout)
         overlap = sorted(set(train_names) & set(test_names))
@@ -105,7 +99,7 @@ class NatInstTest(Task):
             raise TaskDataError(f"natinst-test: {len(overlap)} task(s) are in both the train and the test list "
                                 f"(e.g. {overlap[0]})")
         options = dict(max_instances=self.max_instances, num_pos_examples=self.num_pos_examples,
-                       seed=self.split_seed, what="natinst-test")
+                       seed=self.split_seed, what=self.name)
         test = read_tasks(layout, test_names, **options)
         test_categories = {t.category for t in test}
         train = read_tasks(layout, train_names, **options)

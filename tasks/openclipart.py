@@ -33,8 +33,9 @@ from pathlib import Path
 from mixbench.config import TrainConfig
 from mixbench.data.images import CacheKey, load_images
 from mixbench.data.rows import drop_empty_domains, stable_hash
-from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
+from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
 from tasks import datafiles
+from tasks.local import LocalDataTask
 
 log = logging.getLogger(__name__)
 
@@ -50,63 +51,64 @@ DC = "{http://purl.org/dc/elements/1.1/}"
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
 
-class OpenClipart(Task):
+@dataclass(kw_only=True, eq=False)
+class OpenClipart(LocalDataTask):
     """openclipart clip art (Debian openclipart-png/-svg), titles as captions, 22 folders as domains."""
 
     # ~5,500 pictures after the cap, 22 domains; captions are short (median 13 bytes, 99 % within 64).
     # A step of the small CLIP at batch 64 takes 60-200 ms on 2 (busy) CPU cores: 2,000 steps are a
     # few minutes.
     budget = TrainConfig(model="clip", image_size=32, seq_len=64, n_layer=2, n_head=2, n_embd=64, batch_size=64,
-                    steps=2000, steps_per_round=100, lr=1e-3, eval_per_domain=16)
+                         steps=2000, steps_per_round=100, lr=1e-3, eval_per_domain=16)
 
-    def __init__(self, *, path: str | os.PathLike | None = None, max_per_domain: int | None = 1000,
-                 train_fraction: float = 0.9, eval_fraction: float = 0.05, split_seed: int = 0):
-        self.path = path
-        self.max_per_domain = max_per_domain
-        self.train_fraction = train_fraction
-        self.eval_fraction = eval_fraction
-        self.split_seed = split_seed
+    name = folder = "openclipart"
+    env = ENV
 
-    # -- where the data is
-    def _location(self) -> Path:
-        return datafiles.resolve(self.path, ENV, "openclipart")
+    # path: LocalDataTask
+    max_per_domain: int | None = 1000
+    train_fraction: float = 0.9
+    eval_fraction: float = 0.05
+    split_seed: int = 0
 
+    # -- where the data is: a tree, not files
     def _tree(self) -> Path | None:
         """The folder holding png/ (and svg/): in a `dpkg -x` folder, the folder itself, or the
         system install when no location was named."""
         location = self._location()
         candidates = [location / TREE_IN_EXTRACT, location]
-        if self.path is None and not os.environ.get(ENV):
+        if self.path is None and not os.environ.get(self.env):
             candidates.append(SYSTEM_TREE)
         return next((c for c in candidates if _has_png(c / "png")), None)
 
-    def _missing(self) -> str:
+    def _missing(self) -> str | None:
+        if self._tree() is not None:
+            return None
         return (f"run {FETCH_SCRIPT} {self._location()} (apt-get download {' '.join(PACKAGES)} + dpkg -x, no "
-                f"root needed), or set {ENV} to a folder holding usr/share/openclipart/png")
+                f"root needed), or set {self.env} to a folder holding usr/share/openclipart/png")
 
-    def status(self) -> str:
-        return "ready" if self._tree() is not None else f"missing: {self._missing()}"
+    def _version(self) -> str:
+        tree = self._tree()
+        return tree_version(tree) if tree is not None else "not-available"
 
     def info(self) -> TaskInfo:
         tree = self._tree()
         return TaskInfo(
-            name="openclipart",
+            name=self.name,
             description="openclipart public-domain clip art with title captions, its 22 top-level folders as "
                         "domains (an offline stand-in for DataComp's noisy captions)",
             source=f"Debian packages {' + '.join(PACKAGES)} ({tree or self._location()})",
             license="public domain (Open Clip Art Library; see the packages' copyright files)",
-            version=tree_version(tree) if tree is not None else "not-available",
+            version=self._version(),
             modality="image-text",
             original_domains=len(_domain_folders(tree)) if tree is not None else UPSTREAM_DOMAINS,
         )
 
     def load(self) -> TaskData:
-        datafiles.check_fractions("openclipart", self.train_fraction, self.eval_fraction)
+        datafiles.check_fractions(self.name, self.train_fraction, self.eval_fraction)
         if self.max_per_domain is not None and self.max_per_domain < 1:
             raise TaskDataError(f"openclipart: max_per_domain must be at least 1 (or None), got {self.max_per_domain}")
+        self._require_data()
         tree = self._tree()
-        if tree is None:
-            raise TaskDataError(f"openclipart data is missing: {self._missing()}")
         if not (tree / "svg").is_dir():
             log.warning("openclipart: no SVG tree at %s; captions come from file names (run %s for both "
                         "packages)", tree / "svg", FETCH_SCRIPT)

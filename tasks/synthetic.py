@@ -8,12 +8,15 @@ static and stratified mixtures differ.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mixbench.config import TrainConfig
 from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 
 
+@dataclass(kw_only=True, eq=False)
 class Synthetic(Task):
     """Generated arithmetic-progression text with a known number of domains (fast tests)."""
 
@@ -24,12 +27,10 @@ class Synthetic(Task):
                                "examples repeat training ones; changing the generator moves results/repro_golden.json",
     }
 
-    def __init__(self, *, num_domains: int = 4, examples_per_domain: int = 120,
-                 eval_fraction: float = 0.2, seed: int = 0):
-        self.num_domains = num_domains
-        self.examples_per_domain = examples_per_domain
-        self.eval_fraction = eval_fraction
-        self.seed = seed
+    num_domains: int = 4
+    examples_per_domain: int = 120
+    eval_fraction: float = 0.2
+    seed: int = 0
 
     def info(self) -> TaskInfo:
         return TaskInfo(

@@ -11,7 +11,7 @@ from algorithms.rnb import RnB
 from algorithms.skillit import SkillIt, skillit_mixture, skills_graph
 from algorithms.stratified import Stratified
 from mixbench import Mixture
-from mixbench.engine.trainer import TrainConfig, train
+from mixbench.engine.trainer import train
 from tasks.synthetic import Synthetic
 
 # -- update rules on hand-made inputs --------------------------------------------------------------
@@ -60,7 +60,7 @@ def synthetic():
 
 
 def _cfg(task, **overrides):
-    return TrainConfig.from_budget(task.budget, **{"steps": 30, "steps_per_round": 10, **overrides})
+    return task.budget.override(**{"steps": 30, "steps_per_round": 10, **overrides})
 
 
 class ProbeRecorder(Stratified):
@@ -68,7 +68,7 @@ class ProbeRecorder(Stratified):
 
     def update(self, feedback, probe):
         if feedback.round_index == 0:
-            meter = probe._meter
+            meter = probe.meter
             self.seen_ = {}
             before = dict(meter.flops)
             probe.eval_losses()
@@ -76,14 +76,14 @@ class ProbeRecorder(Stratified):
             before = dict(meter.flops)
             probe.gradient(0)
             self.seen_["gradient"] = _delta(before, meter.flops)
-            bench = probe._bench
-            weights = [p.detach().clone() for p in bench.model.parameters()]
-            step, before = bench.step, dict(meter.flops)
+            state = probe.session.state
+            weights = [p.detach().clone() for p in state.model.parameters()]
+            step, before = state.step, dict(meter.flops)
             with probe.branch():
                 probe.train(Mixture.uniform(len(self.mixture_)), 3)
             self.seen_["branch"] = _delta(before, meter.flops)
-            self.seen_["restored"] = bench.step == step and all(
-                torch.equal(a, b) for a, b in zip(weights, bench.model.parameters()))
+            self.seen_["restored"] = state.step == step and all(
+                torch.equal(a, b) for a, b in zip(weights, state.model.parameters()))
             before = dict(meter.flops)
             self.seen_["budget_losses"] = len(probe.train(Mixture.uniform(len(self.mixture_)), 2))
             self.seen_["train"] = _delta(before, meter.flops)
@@ -175,6 +175,7 @@ def test_bad_hyperparameters_exit_2(run_cli, algo, args, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_baseline_runs_on_regrouped_domains(run_cli, tmp_path):
     proc = run_cli("run", "--algo", "dga", "--task", "synthetic", "--steps", "20", "--steps-per-round", "5",
                    "--domains", "regroup:3", "--embedder", "tfidf", "--no-mlflow", "--no-progress")
@@ -184,7 +185,14 @@ def test_baseline_runs_on_regrouped_domains(run_cli, tmp_path):
 
 def test_probe_needs_a_run():
     from mixbench.engine.meter import Meter
-    from mixbench.probe import Probe
+    from mixbench.engine.probe import RunProbe
 
-    with pytest.raises(RuntimeError, match="not attached"):
-        Probe(Meter()).eval_losses()
+    probe = RunProbe(Meter())
+    for call in (probe.eval_losses, lambda: probe.gradient(0), lambda: probe.train(Mixture.uniform(2), 1),
+                 lambda: probe.steps_left):
+        with pytest.raises(RuntimeError, match="not attached"):
+            call()
+    with pytest.raises(RuntimeError, match="not attached"), probe.branch():
+        pass
+    probe.charge("gram", 10.0)   # charging needs no run
+    assert probe.meter.flops[("strategy", "gram")] == 10.0

@@ -8,6 +8,7 @@ import pytest
 FAST = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--domains", "original", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_run_writes_results_and_mlflow(run_cli, tmp_path):
     proc = run_cli("run", "--algo", "rnb", *FAST, "--lam", "2", "--out", "out")
     assert proc.returncode == 0, proc.stderr
@@ -36,6 +37,7 @@ def test_run_writes_results_and_mlflow(run_cli, tmp_path):
     assert {"seed0.json", "seed0.mixture.png"} <= artifacts
 
 
+@pytest.mark.slow
 def test_stratified_costs_nothing(run_cli, tmp_path):
     proc = run_cli("run", "--algo", "stratified", *FAST, "--no-mlflow", "--out", "out")
     assert proc.returncode == 0, proc.stderr
@@ -69,7 +71,7 @@ def test_list_shows_strategies_and_tasks(run_cli):
         (["--algo", "rnb", "--lam", "0"], "lam must be a positive"),
         (["--algo", "rnb", "--lam", "-2"], "lam must be a positive"),
         (["--algo", "rnb", "--lam", "nan"], "lam must be a positive"),
-        (["--algo", "rnb", "--lam", "x"], "--lam expects a float"),
+        (["--algo", "rnb", "--lam", "x"], "Invalid value for '--lam': 'x' is not a valid float."),
         (["--algo", "rnb", "--steps", "0"], "steps must be positive"),
         (["--algo", "rnb", "--steps", "-3"], "steps must be positive"),
         (["--algo", "rnb", "--steps", "10", "--steps-per-round", "11"], "larger than steps"),

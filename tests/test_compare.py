@@ -11,25 +11,66 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mixbench.experiments.summary import steps_to_reach, summarize
+from mixbench.config import TrainConfig
+from mixbench.engine.history import RoundRecord
+from mixbench.engine.meter import OverheadReport
+from mixbench.experiments.results import (
+    DomainsRecord,
+    Environment,
+    Metrics,
+    MixtureTrajectory,
+    Overhead,
+    RunResult,
+    StrategyRecord,
+    TaskRecord,
+)
+from mixbench.experiments.summary import summarize
 from tests.conftest import mixbench_command
 
 GRID = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--domains", "original",
         "--no-progress"]
 
 
-def _fake(algo, seed, final, rounds=((5, 4.0), (10, 3.0), (20, 2.0))):
-    return {"status": "finished", "seed": seed, "strategy": {"name": algo}, "domains": {"method": "original"},
-            "metrics": {"final_mean_eval_loss": final, "final_eval_losses": {"d0": final}},
-            "rounds": [{"step": s, "mean_eval_loss": loss} for s, loss in rounds],
-            "overhead": {"flops_pct": 0.0 if algo == "stratified" else 1.0, "seconds_pct": 0.5}}
+def finished_result(algo: str, seed: int, final: float, rounds=((5, 4.0), (10, 3.0), (20, 2.0)),
+                    status: str = "finished") -> RunResult:
+    """A real RunResult of a one-domain run, with what a comparison reads set by hand: the final
+    loss, the (step, loss) at each round end, the overhead (1 % of FLOPs, 0.5 % of seconds, none
+    for stratified). The losses are by the task's original domains, as compare reads them."""
+    losses = {"d0": final}
+    metrics = Metrics(
+        initial_mean_eval_loss=5.0, final_mean_eval_loss=final, initial_eval_losses={"d0": 5.0},
+        final_eval_losses=losses, initial_reference_eval_loss=5.0, final_reference_eval_loss=final,
+        final_reference_eval_losses=losses, reference_proportions={"d0": 1.0}, initial_eval_metrics={},
+        final_eval_metrics={}, final_domain_eval_metrics={}, steps_done=rounds[-1][0], tokens_trained=1000,
+        num_params=100, train_seconds=2.0, eval_rows=[0, 1])
+    report = OverheadReport(train_flops=100.0, overhead_flops=0.0 if algo == "stratified" else 1.0,
+                            paper_flops=0.0, train_seconds=2.0, overhead_seconds=0.01, flops_by_label={},
+                            seconds_by_label={})
+    records = [RoundRecord(round_index=i, step=step, mixture=[1.0], counts=[8], eval_losses=[loss],
+                           mean_eval_loss=loss, train_loss=loss, seconds=0.1, reference_eval_loss=loss,
+                           reference_eval_losses=[loss])
+               for i, (step, loss) in enumerate(rounds)]
+    return RunResult(
+        status=status, error=None if status == "finished" else "stopped", started_at="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:01:00+00:00", strategy=StrategyRecord(name=algo, params={}),
+        task=TaskRecord(name="synthetic", description="fake", source="tests", license="MIT", version="1",
+                        modality="text", original_domains=1, num_domains=1),
+        domains=DomainsRecord(method="original", names=["d0"]), seed=seed,
+        config=TrainConfig(steps=rounds[-1][0], steps_per_round=rounds[0][0], seed=seed),
+        environment=Environment(mixbench="0", torch="2", numpy="2", python="3", platform="test", device="cpu",
+                                git_hash="unknown"),
+        metrics=metrics, overhead=Overhead.of(report, None), eval_proportions=[1.0],
+        mixture=MixtureTrajectory(per_round=[[1.0]] * len(records), final=[1.0]), rounds=records,
+        train_losses=[3.0] * rounds[-1][0])
 
 
 def test_summary_pairs_seeds_and_tests_the_difference():
     strat = [2.0, 2.2, 2.1]
     algo = [1.9, 2.15, 1.95]
-    results = [_fake("stratified", s, v) for s, v in enumerate(strat)] + \
-              [_fake("rnb", s, v, rounds=((5, 3.0), (10, 2.05), (20, v))) for s, v in enumerate(algo)]
+    results = [finished_result("stratified", s, v) for s, v in enumerate(strat)] + \
+              [finished_result("rnb", s, v, rounds=((5, 3.0), (10, 2.05), (20, v))) for s, v in enumerate(algo)]
+    # An unfinished run is left out of the summary, whatever its numbers.
+    results.append(finished_result("rnb", 3, 0.1, status="interrupted"))
     table = summarize(results).set_index("algo")
     row = table.loc["rnb"]
     assert row.final_loss_mean == pytest.approx(np.mean(algo))
@@ -38,10 +79,12 @@ def test_summary_pairs_seeds_and_tests_the_difference():
     assert row.paired_t_p == pytest.approx(stats.ttest_rel(algo, strat).pvalue)
     assert row.overhead_flops_pct == 1.0
     assert math.isnan(table.loc["stratified"].paired_t_p)
-    assert steps_to_reach(results[3], 2.0) == 20 and steps_to_reach(results[3], 2.1) == 10
-    assert math.isnan(steps_to_reach(results[3], 1.0))
+    assert row.seeds == 3 and row.overhead_seconds_pct == pytest.approx(0.5)
+    assert results[3].steps_to_reach(2.0) == 20 and results[3].steps_to_reach(2.1) == 10
+    assert math.isnan(results[3].steps_to_reach(1.0))
 
 
+@pytest.mark.slow
 def test_compare_runs_the_grid_logs_mlflow_and_skips_finished_cells(run_cli, tmp_path):
     proc = run_cli("compare", "--algos", "stratified,rnb", "--seeds", "0,1", *GRID, "--out", "out")
     assert proc.returncode == 0, proc.stderr
@@ -68,6 +111,7 @@ def test_compare_runs_the_grid_logs_mlflow_and_skips_finished_cells(run_cli, tmp
     assert again.returncode == 0 and "4 already finished, 0 to run" in again.stderr
 
 
+@pytest.mark.slow
 def test_killed_compare_resumes_only_the_missing_cells(tmp_path):
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
                MIXBENCH_CACHE=str(tmp_path / "cache"))
@@ -100,6 +144,7 @@ def test_compare_bad_input(run_cli, args, message):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_report_renders_every_plot(run_cli, tmp_path):
     assert run_cli("compare", "--algos", "stratified,rnb", "--seeds", "0,1", *GRID, "--steps", "30",
                    "--out", "out", "--no-mlflow").returncode == 0

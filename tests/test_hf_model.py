@@ -9,7 +9,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from algorithms.rnb import RnB  # noqa: E402
-from mixbench.engine.trainer import TrainConfig, train  # noqa: E402
+from mixbench.engine.trainer import train  # noqa: E402
 from mixbench.errors import MixbenchError  # noqa: E402
 from tasks.synthetic import Synthetic  # noqa: E402
 
@@ -35,7 +35,7 @@ def hf_dir(tmp_path_factory):
 
 def test_hf_model_trains_with_the_gradient_tap(hf_dir):
     task = Synthetic()
-    cfg = TrainConfig.from_budget(task.budget, steps=20, steps_per_round=5, model=str(hf_dir), lr=1e-2)
+    cfg = task.budget.override(steps=20, steps_per_round=5, model=str(hf_dir), lr=1e-2)
     history = train(task.load(), RnB(), cfg, progress=False)
     assert history.final_mean_eval_loss < history.initial_mean_eval_loss
     report = history.meter.report()
@@ -45,9 +45,9 @@ def test_hf_model_trains_with_the_gradient_tap(hf_dir):
 
 def test_missing_model_dir_is_a_clear_error(tmp_path):
     task = Synthetic()
-    cfg = TrainConfig.from_budget(task.budget, steps=2, steps_per_round=1, model=str(tmp_path / "nope"))
+    cfg = task.budget.override(steps=2, steps_per_round=1, model=str(tmp_path / "nope"))
     with pytest.raises(MixbenchError, match="not a directory"):
         train(task.load(), RnB(), cfg, progress=False)
-    cfg = TrainConfig.from_budget(task.budget, steps=2, steps_per_round=1, model=str(tmp_path))
+    cfg = task.budget.override(steps=2, steps_per_round=1, model=str(tmp_path))
     with pytest.raises(MixbenchError, match="cannot load an HF causal LM"):
         train(task.load(), RnB(), cfg, progress=False)

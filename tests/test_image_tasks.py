@@ -20,6 +20,7 @@ from PIL import Image
 import mixbench.data.images
 from mixbench.data.images import ImageDecodeError, decode_image, load_images
 from mixbench.task import TaskDataError
+from mixbench.testing import check_task
 from tasks.datacomp import DataComp, split_member_name
 from tasks.openclipart import FETCH_SCRIPT, OpenClipart, name_caption, svg_metadata
 
@@ -276,7 +277,7 @@ def test_openclipart_second_load_comes_from_the_cache(clipart_root, tmp_path, mo
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache holds these pictures")
 
-    monkeypatch.setattr(mixbench.images, "decode_image", no_decoding)
+    monkeypatch.setattr(mixbench.data.images, "decode_image", no_decoding)
     second = OpenClipart().load()
     assert [e.response for e in second.train] == [e.response for e in first.train]
     assert all((a.image == b.image).all() for a, b in zip(first.train, second.train))
@@ -456,7 +457,7 @@ def test_datacomp_cache(datacomp_dir, tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache holds these pictures")
 
-    monkeypatch.setattr(mixbench.images, "decode_image", no_decoding)
+    monkeypatch.setattr(mixbench.data.images, "decode_image", no_decoding)
     second = DataComp().load()
     assert [e.response for e in second.train] == [e.response for e in first.train]
     assert all((a.image == b.image).all() for a, b in zip(first.train, second.train))
@@ -521,29 +522,30 @@ def test_member_names():
 # -- both, through the conformance kit -----------------------------------------------------------
 
 def test_conformance(clipart_root, datacomp_dir):
-    kit = pytest.importorskip("mixbench.task_conformance")
-    kit.check_task(OpenClipart())
-    kit.check_task(DataComp())
+    check_task(OpenClipart())
+    check_task(DataComp())
 
 
+@pytest.mark.slow
 def test_rnb_trains_on_real_openclipart_regrouped(real_openclipart):
     """The acceptance run on the real packages, small: regroup the captions, balance, score retrieval."""
     from algorithms.rnb import RnB
     from embedders.tfidf import Tfidf
-    from mixbench.engine.trainer import TrainConfig, train
+    from mixbench.engine import train
     from mixbench.regroup import apply, regroup
 
     task = real_openclipart
     original = task.load()
     data = apply(original, regroup(original, task.info(), Tfidf(dim=32), [6], seed=0))
-    history = train(data, RnB(), TrainConfig.from_budget(task.budget, steps=20, steps_per_round=10, batch_size=32,
-                                                         eval_per_domain=8), progress=False)
+    history = train(data, RnB(), task.budget.override(steps=20, steps_per_round=10, batch_size=32, eval_per_domain=8),
+                    progress=False)
     assert len(history.train_losses) == 20 and np.all(np.isfinite(history.train_losses))
     assert np.isfinite(history.final_mean_eval_loss)
     assert 0 <= history.final_eval_metrics["retrieval_top1"] <= 1
     assert np.all(np.isfinite(history.final_mixture))
 
 
+@pytest.mark.slow
 def test_cli_runs_openclipart_and_refuses_too_many_unreadable_pictures(run_cli, clipart_root, tmp_path):
     env = {"MIXBENCH_OPENCLIPART": str(clipart_root)}
     small = ["--steps", "4", "--steps-per-round", "2", "--batch-size", "8", "--no-progress", "--no-mlflow"]

@@ -537,16 +537,17 @@ def test_every_paper_task_is_a_described_task_with_a_budget(tmp_path):
 
 # -- end to end: the paper's NaN case (eval domains unseen in training), made to work by regroup ----
 
+@pytest.mark.slow
 def test_evals_ood_regrouped_trains_rnb_with_finite_losses(evals_wheel):
     from algorithms.rnb import RnB
     from embedders.tfidf import Tfidf
-    from mixbench.engine.trainer import TrainConfig, train
+    from mixbench.engine import train
     from mixbench.regroup import apply, regroup
 
     task = EvalsOOD(source=evals_wheel, eval_task_fraction=0.25)
     data = task.load()
-    cfg = TrainConfig.from_budget(task.budget, steps=6, steps_per_round=3, seq_len=64, batch_size=4, n_layer=1,
-                                  n_head=2, n_embd=16, eval_per_domain=2, device="cpu")
+    cfg = task.budget.override(steps=6, steps_per_round=3, seq_len=64, batch_size=4, n_layer=1, n_head=2, n_embd=16,
+                               eval_per_domain=2, device="cpu")
     with pytest.raises(TaskDataError, match="no training data"):  # original domains: Gq would be 0
         train(data, RnB(), cfg, progress=False)
     grouping = regroup(data, task.info(), Tfidf(dim=16), [3], seed=0)
@@ -584,6 +585,7 @@ def test_evals_ood_leaves_out_held_out_samples_that_training_evals_share(tmp_pat
     assert not {(e.prompt, e.response) for e in data.train} & {(e.prompt, e.response) for e in data.eval}
 
 
+@pytest.mark.slow
 def test_cli_rnb_on_natinst_test_regroups_and_stays_finite(run_cli, natinst_root, tmp_path):
     small = ["--steps", "6", "--steps-per-round", "3", "--seq-len", "64", "--batch-size", "4",
              "--eval-per-domain", "4", "--no-progress", "--no-mlflow", "--embedder", "tfidf"]

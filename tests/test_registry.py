@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mixbench import registry
+from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
 from mixbench.mixture import Mixture
 from mixbench.registry import DuplicateName, PluginWarning, Registry, UnknownName
@@ -126,6 +127,8 @@ def test_unknown_name_without_a_close_one_lists_the_known():
           "rnb": "algorithms.rnb:RnB"}),
         (registry.tasks, "mixbench.tasks",
          {"champ": "tasks.champ:Champ", "synthetic": "tasks.synthetic:Synthetic"}),
+        (registry.embedders, "mixbench.embedders",
+         {"minilm": "embedders.minilm:MiniLM", "tfidf": "embedders.tfidf:Tfidf"}),
     ],
 )
 def test_builtins_arrive_through_entry_points(reg, group, expected):
@@ -142,6 +145,7 @@ def test_builtins_arrive_through_entry_points(reg, group, expected):
 def test_the_global_registries_are_typed():
     assert registry.strategies.base is MixingStrategy and registry.strategies.group == "mixbench.strategies"
     assert registry.tasks.base is Task and registry.tasks.group == "mixbench.tasks"
+    assert registry.embedders.base is Embedder and registry.embedders.group == "mixbench.embedders"
 
 
 # ---------------------------------------------------------------- a real third-party plugin
@@ -262,6 +266,7 @@ def test_cli_list_shows_the_plugin_and_warns_about_the_broken_one(plugin_site, t
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_runs_the_plugin_strategy(plugin_site, tmp_path):
     out = tmp_path / "out"
     proc = _cli(["run", "--algo", "demo-uniform", "--task", "synthetic", "--steps", "4", "--steps-per-round", "2",

@@ -108,6 +108,7 @@ def _recovery(embedder, texts, labels):
     return adjusted_rand_score(labels, fit.labels), normalized_mutual_info_score(labels, fit.labels)
 
 
+@pytest.mark.slow
 def test_clusters_recover_real_categories():
     """CHAMP's 270 problems in 5 categories, clustered with the product's k-means at k=5.
     Measured here (seed 0): minilm ARI 0.64, NMI 0.66; tfidf ARI 0.15, NMI 0.25; 200 random
@@ -128,6 +129,7 @@ def test_clusters_recover_real_categories():
 
 # -- the command line -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_regroup_command(run_cli, tmp_path):
     proc = run_cli("regroup", "--task", "synthetic", "--k", "2:6", "--embedder", "tfidf", "--no-progress")
     assert proc.returncode == 0, proc.stderr
@@ -157,6 +159,7 @@ def test_regroup_bad_input(run_cli, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_run_regroups_for_rnb_and_not_for_baselines(run_cli, tmp_path):
     common = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--embedder", "tfidf",
               "--no-progress", "--no-mlflow", "--out", "out"]

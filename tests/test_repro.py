@@ -4,7 +4,7 @@ changes the numbers makes it fail."""
 import json
 from pathlib import Path
 
-from mixbench import repro
+from mixbench.experiments import repro
 
 GOLDEN = Path(__file__).resolve().parents[1] / "results" / "repro_golden.json"
 

@@ -10,8 +10,8 @@ from scipy.special import softmax
 
 from algorithms.rnb import RnB, UndefinedUpdate, balance_mixture, gram_flops, gram_matrix
 from mixbench.engine.meter import Meter
+from mixbench.engine.probe import RunProbe
 from mixbench.mixture import Mixture
-from mixbench.probe import Probe
 from mixbench.strategy import DomainGradients, RoundFeedback, RunContext, Signal
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -233,7 +233,7 @@ def test_rnb_update_is_balance_of_gram_and_charges_the_gram(seed, lam):
     rng = np.random.default_rng(seed)
     q = _random_q(rng, M)
     meter = Meter()
-    probe = Probe(meter)
+    probe = RunProbe(meter)
     s = RnB(lam=lam)
     p = s.start(_ctx(q=q))
     for r in range(3):
@@ -263,9 +263,9 @@ def test_rnb_overwrites_p_each_round():
     a, b = RnB(lam=3.0), RnB(lam=3.0)
     a.start(_ctx())
     b.start(_ctx())
-    a.update(_feedback(0, Mixture.uniform(M), rng.normal(size=(M, D)), counts), Probe(Meter()))
-    pa = a.update(_feedback(1, a.mixture_, sums, counts), Probe(Meter()))
-    pb = b.update(_feedback(0, b.mixture_, sums, counts), Probe(Meter()))
+    a.update(_feedback(0, Mixture.uniform(M), rng.normal(size=(M, D)), counts), RunProbe(Meter()))
+    pa = a.update(_feedback(1, a.mixture_, sums, counts), RunProbe(Meter()))
+    pb = b.update(_feedback(0, b.mixture_, sums, counts), RunProbe(Meter()))
     assert pa == pb
 
 
@@ -283,7 +283,7 @@ def _undefined_rounds():
 def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
     rng = np.random.default_rng(9)
     meter = Meter()
-    probe = Probe(meter)
+    probe = RunProbe(meter)
     s = RnB(lam=3.0)
     p = s.start(_ctx(q=[0.2, 0.3, 0.5]))
 
@@ -313,7 +313,7 @@ def test_rnb_zero_count_warning_names_the_domain(caplog):
     s = RnB()
     p = s.start(_ctx())
     with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
-        s.update(_feedback(4, p, np.ones((M, D)), [3, 0, 2]), Probe(Meter()))
+        s.update(_feedback(4, p, np.ones((M, D)), [3, 0, 2]), RunProbe(Meter()))
     assert "1 domain(s) drew no examples this round (1)" in caplog.text
 
 
@@ -321,7 +321,7 @@ def test_rnb_does_not_charge_a_gram_it_did_not_compute():
     meter = Meter()
     s = RnB()
     p = s.start(_ctx())
-    s.update(_feedback(0, p, np.ones((M, D)), [3, 0, 2]), Probe(meter))
+    s.update(_feedback(0, p, np.ones((M, D)), [3, 0, 2]), RunProbe(meter))
     assert meter.flops.get(("strategy", "gram"), 0.0) == 0.0
 
 
@@ -343,12 +343,12 @@ def test_rnb_state_dict_round_trip_resumes_exactly():
     rounds = [(rng.normal(size=(M, D)), rng.integers(1, 9, size=M)) for _ in range(3)]
     a = RnB(lam=3.0)
     p = a.start(_ctx(q=[0.1, 0.3, 0.6]))
-    p = a.update(_feedback(0, p, *rounds[0]), Probe(Meter()))
+    p = a.update(_feedback(0, p, *rounds[0]), RunProbe(Meter()))
     b = RnB(lam=3.0)
     b.load_state_dict(a.state_dict())
     for r in (1, 2):
-        pa = a.update(_feedback(r, p, *rounds[r]), Probe(Meter()))
-        pb = b.update(_feedback(r, p, *rounds[r]), Probe(Meter()))
+        pa = a.update(_feedback(r, p, *rounds[r]), RunProbe(Meter()))
+        pb = b.update(_feedback(r, p, *rounds[r]), RunProbe(Meter()))
         assert pa == pb
         p = pa
 

@@ -81,9 +81,9 @@ def _plain_grads(ref_model, idx, targets):
 
 
 def _tapped_step(model, tap, idx, targets, domain_ids):
-    tap.set_batch(domain_ids)
-    loss = _batch_loss(model, idx, targets)
-    loss.backward()
+    with tap.batch(domain_ids):
+        loss = _batch_loss(model, idx, targets)
+    loss.backward()  # outside the block, as the trainer does: the split happens in this backward
     return loss
 
 
@@ -172,7 +172,7 @@ def test_counts_and_accumulation_over_two_batches(models):
     )
 
 
-def test_eval_forward_under_no_grad_needs_no_set_batch(models):
+def test_eval_forward_under_no_grad_is_plain(models):
     model, ref = models
     tap = GradientTap(model.head, M, Meter())
     idx, _, _ = _make_batch(3, DOMAINS_1)
@@ -181,41 +181,106 @@ def test_eval_forward_under_no_grad_needs_no_set_batch(models):
         expected = ref(idx)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     assert torch.count_nonzero(tap.accumulator.counts) == 0
+    assert torch.count_nonzero(tap.accumulator.sums) == 0
 
 
-def test_training_forward_without_set_batch_raises(models):
+def test_training_forward_outside_a_batch_block_is_plain(models):
+    model, ref = models
+    meter = Meter()
+    tap = GradientTap(model.head, M, meter)
+    idx, targets, dom = _make_batch(3, DOMAINS_1)
+
+    # Never inside tap.batch(): the plain gradient, nothing split, counted or metered.
+    _batch_loss(model, idx, targets).backward()
+    plain = _plain_grads(ref, idx, targets)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, plain[name], **TOL, msg=lambda m, n=name: f"{n}: {m}")
+    assert torch.count_nonzero(tap.accumulator.sums) == 0
+    assert torch.count_nonzero(tap.accumulator.counts) == 0
+    assert dict(meter.flops) == {}
+
+    # The block covers only the forward passes inside it: the next one after it is plain again.
+    model.zero_grad(set_to_none=True)
+    _tapped_step(model, tap, idx, targets, dom)
+    split = tap.accumulator.sums.clone()
+    assert torch.count_nonzero(split) > 0
+    flops = dict(meter.flops)
+    model.zero_grad(set_to_none=True)
+    _batch_loss(model, idx, targets).backward()
+    assert torch.equal(tap.accumulator.sums, split)
+    assert dict(meter.flops) == flops
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, plain[name], **TOL, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("length", [B - 1, B + 1])
+def test_domain_ids_of_the_wrong_length_raise(models, length):
     model, _ = models
     tap = GradientTap(model.head, M, Meter())
-    idx, targets, dom = _make_batch(3, DOMAINS_1)
-    with pytest.raises(RuntimeError, match="set_batch"):
+    idx, targets, _ = _make_batch(3, DOMAINS_1)
+    wrong = torch.arange(length) % M
+    with pytest.raises(ValueError, match=rf"domain ids of shape \({length},\) for a batch of {B} examples"):
+        with tap.batch(wrong):
+            model(idx)
+    assert torch.count_nonzero(tap.accumulator.sums) == 0
+    assert torch.count_nonzero(tap.accumulator.counts) == 0   # a refused batch is not counted
+
+
+def test_domain_ids_out_of_range_raise_and_are_not_counted(models):
+    model, _ = models
+    tap = GradientTap(model.head, M, Meter())
+    idx, _, _ = _make_batch(3, DOMAINS_1)
+    with pytest.raises(ValueError, match=rf"domain ids must lie in \[0, {M}\)"):
+        with tap.batch(torch.tensor([0, 1, 2, M, 0, 1])):
+            model(idx)
+    assert torch.count_nonzero(tap.accumulator.counts) == 0
+
+
+def test_examples_are_counted_only_when_their_forward_is_split(models):
+    model, _ = models
+    tap = GradientTap(model.head, M, Meter())
+    idx, _, dom = _make_batch(3, DOMAINS_1)
+    with tap.batch(dom), torch.no_grad():
+        model(idx)                                  # evaluation inside a block: nothing to split
+    assert torch.count_nonzero(tap.accumulator.counts) == 0
+    with tap.batch(dom):
         model(idx)
-    # set_batch is used up by one forward: the next training forward needs its own.
-    tap.set_batch(dom)
-    model(idx)
-    with pytest.raises(RuntimeError, match="set_batch"):
-        model(idx)
+    np.testing.assert_array_equal(tap.accumulator.counts.numpy(), np.bincount(dom.numpy(), minlength=M))
+    tap.remove()
+    with tap.batch(dom):
+        model(idx)                                  # a removed tap sees nothing
+    np.testing.assert_array_equal(tap.accumulator.counts.numpy(), np.bincount(dom.numpy(), minlength=M))
 
 
 def test_remove_restores_plain_behaviour(models):
     model, ref = models
     meter = Meter()
+    hooks_before = dict(model.head._forward_hooks)
     tap = GradientTap(model.head, M, meter)
+    assert len(model.head._forward_hooks) == len(hooks_before) + 1
     idx, targets, dom = _make_batch(4, DOMAINS_2)
     _tapped_step(model, tap, idx, targets, dom)
     before = tap.accumulator.sums.clone()
     flops_before = dict(meter.flops)
 
     tap.remove()
-    assert "forward" not in vars(model.head)
+    assert dict(model.head._forward_hooks) == hooks_before == {}
     model.zero_grad(set_to_none=True)
-    _batch_loss(model, idx, targets).backward()  # no set_batch needed any more
+    _batch_loss(model, idx, targets).backward()
     plain = _plain_grads(ref, idx, targets)
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, plain[name], **TOL)
-    # The removed tap no longer sees anything.
+    # The removed tap no longer sees anything, even inside a batch() block.
+    model.zero_grad(set_to_none=True)
+    with tap.batch(dom):
+        loss = _batch_loss(model, idx, targets)
+    loss.backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, plain[name], **TOL)
     assert torch.equal(tap.accumulator.sums, before)
     assert dict(meter.flops) == flops_before
     tap.remove()  # removing twice is harmless
+    assert dict(model.head._forward_hooks) == {}
 
 
 def test_meter_counts_accumulator_adds(models):
@@ -252,8 +317,9 @@ def test_tap_on_a_linear_with_bias():
     target = torch.randn(4, 3, 7)
 
     a1 = a.clone().requires_grad_()
-    tap.set_batch(dom)
-    ((lin(a1) - target) ** 2).sum().backward()
+    with tap.batch(dom):
+        out = lin(a1)
+    ((out - target) ** 2).sum().backward()
     a2 = a.clone().requires_grad_()
     ((ref(a2) - target) ** 2).sum().backward()
 

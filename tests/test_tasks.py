@@ -1,10 +1,12 @@
-"""Task adapters: real champ data from its package, and the synthetic generator."""
+"""Task adapters: real champ data from its package, the synthetic generator, and where every
+local-data task looks for its data."""
 
 import pytest
 
 from mixbench import registry
 from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
 from tasks.champ import Champ
+from tasks.local import LocalDataTask
 from tasks.synthetic import Synthetic
 
 
@@ -63,3 +65,26 @@ def test_task_info_is_validated():
 def test_tasks_come_from_the_registry():
     assert {"champ", "synthetic"} <= set(registry.tasks.names())
     assert registry.tasks.get("champ") is Champ
+
+
+LOCAL_DATA_TASKS = [name for name in registry.tasks.names() if issubclass(registry.tasks.get(name), LocalDataTask)]
+
+
+@pytest.mark.parametrize("name", LOCAL_DATA_TASKS)
+def test_local_data_tasks_find_their_data_and_say_in_one_line_when_it_is_not_there(name, tmp_path, monkeypatch):
+    cls = registry.tasks.get(name)
+    monkeypatch.setenv("MIXBENCH_DATA", str(tmp_path / "data-root"))
+    for env in (cls.env, getattr(cls, "hub_env", None)):
+        if env:
+            monkeypatch.delenv(env, raising=False)
+    assert cls()._location() == tmp_path / "data-root" / cls.folder          # $MIXBENCH_DATA/<folder>
+    monkeypatch.setenv(cls.env, str(tmp_path / "from-env"))
+    assert cls(path=tmp_path / "given")._location() == tmp_path / "given"   # the keyword first
+    task = cls()
+    assert task._location() == tmp_path / "from-env"                       # then the environment variable
+    status = task.status()
+    assert status.startswith("missing: ") and "\n" not in status and cls.env in status
+    with pytest.raises(TaskDataError) as err:
+        task.load()
+    assert str(err.value) == f"{name} data is missing: {status.removeprefix('missing: ')}"
+    assert task.info().version == "not-available" and task.info().name == name

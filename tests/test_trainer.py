@@ -8,7 +8,8 @@ import pytest
 from algorithms.rnb import RnB
 from algorithms.stratified import Stratified
 from mixbench import MixingStrategy, Mixture
-from mixbench.engine.trainer import TrainConfig, train
+from mixbench.engine.callbacks import TrainCallback
+from mixbench.engine.trainer import train
 from mixbench.experiments.run import EXIT_INTERRUPTED, RunRequest, execute
 from tasks.synthetic import Synthetic
 
@@ -24,7 +25,7 @@ def data(task):
 
 
 def config(task, **overrides):
-    return TrainConfig.from_budget(task.budget, **{"steps": 30, "steps_per_round": 10, **overrides})
+    return task.budget.override(**{"steps": 30, "steps_per_round": 10, **overrides})
 
 
 def test_same_seed_gives_identical_runs(task, data):
@@ -81,7 +82,7 @@ class _StopAfter(MixingStrategy):
 
 def _request(task, tmp_path, strategy):
     return RunRequest(algo="stop", strategy=strategy, task_name="synthetic", task=task, out_dir=tmp_path,
-                      use_mlflow=False, progress=False, overrides={"steps": 40, "steps_per_round": 10})
+                      config=task.budget.override(steps=40, steps_per_round=10), use_mlflow=False, progress=False)
 
 
 def test_interrupted_run_keeps_what_it_did(task, tmp_path):
@@ -112,3 +113,28 @@ def test_evaluation_groups_rows_by_any_labelling():
     np.testing.assert_allclose(evaluation.losses[:2], [8.0 / 4, 3.0])     # token-weighted per domain
     assert np.isnan(evaluation.losses[2])                                  # no scored tokens: no loss
     np.testing.assert_allclose(evaluation.grouped(np.array([1, 0, 1, 0]), 2), [6.0 / 3, 5.0 / 2])
+
+
+class _Recorder(TrainCallback):
+    def __init__(self):
+        self.steps, self.rounds, self.closed = [], [], 0
+
+    def on_step(self, result):
+        self.steps.append(result.step)
+
+    def on_round(self, record):
+        self.rounds.append(record.step)
+
+    def close(self):
+        self.closed += 1
+
+
+def test_callbacks_see_every_step_and_round_and_are_closed_however_the_run_ends(task, data):
+    recorder = _Recorder()
+    h = train(data, RnB(), config(task, steps=25), callbacks=[recorder], progress=False)
+    assert recorder.steps == list(range(1, 26)) and recorder.rounds == [r.step for r in h.rounds] == [10, 20, 25]
+    assert recorder.closed == 1
+    crashed = _Recorder()
+    with pytest.raises(RuntimeError, match="stop"):
+        train(data, _StopAfter(at=0, error="RuntimeError"), config(task), callbacks=[crashed], progress=False)
+    assert crashed.steps == list(range(1, 11)) and crashed.rounds == [10] and crashed.closed == 1

@@ -1,7 +1,7 @@
 """Claim 2 — the regularisation limits of the Balance update p(λ) = softmax(λ u), u = Gq/‖Gq‖₂.
 
-Source: paper App. B.1 and Sec. 3 (DESIGN.md: "λ large → close to the argmax vertex; λ → 0 →
-uniform"). Three statements, each checked with a quantitative bound rather than "looks close":
+Source: paper App. B.1 and Sec. 3 ("λ large → close to the argmax vertex; λ → 0 → uniform").
+Three statements, each checked with a quantitative bound rather than "looks close":
 
 (a) λ → 0 gives uniform. Since ‖u‖₂ = 1, every logit λu_i lies in [−λ, λ], so m·p_i ∈ [e^{−2λ}, e^{2λ}]
     and max_i |p_i − 1/m| ≤ (e^{2λ} − 1)/m. Margin = 1 − deviation / bound, at λ ∈ {1e-6, 1e-4, 1e-2}.

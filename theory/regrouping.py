@@ -11,8 +11,8 @@ helps and the other hurts. Two runs of the same SGD and the same R&B Balance (al
 on the same training data, equal steps:
   • given labels: domains = the 3 labels, q = eval share per label;
   • regrouped: k-means on the training embeddings, k chosen by silhouette in 2..8 (the project's
-    mixbench.clustering, scikit-learn underneath), eval examples assigned to the nearest training
-    centroid (train first, then eval, as DESIGN.md requires), q = eval share per cluster.
+    mixbench.regroup.clustering, scikit-learn underneath), eval examples assigned to the nearest training
+    centroid (train first, then eval, as Regroup does), q = eval share per cluster.
 Loss = exact excess eval loss, averaged over the last 5 rounds. Gap = ln(L_given / L_regrouped) per
 seed; margin = mean − 2·stderr over seeds; pass if > 0. Regrouping does not win every seed (Balance
 can still put weight on a cluster whose gradient aligns with the eval gradient but whose optimum

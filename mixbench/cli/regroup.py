@@ -24,9 +24,9 @@ def regroup_cmd(task, k_spec, embedder, sample, seed, out_dir, use_mlflow, exper
     """Regroup a task into semantic domains: embed, k-means over a k range, keep the best silhouette."""
     from mixbench import registry
     from mixbench.experiments.regroup import report
-    from mixbench.experiments.run import check_writable
     from mixbench.regroup import regroup
     from mixbench.regroup.clustering import parse_k
+    from mixbench.storage.atomic import check_writable
 
     try:
         ks = parse_k(k_spec)

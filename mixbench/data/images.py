@@ -6,7 +6,7 @@ them into dark blobs); the picture keeps its aspect ratio, shrunk with a Lanczos
 side is S and centred on a white S×S square. A file PIL cannot decode raises `ImageDecodeError`
 naming it.
 
-Many pictures (`load_images`): the `BadRows` policy of mixbench.jsonl, one unit per picture: each
+Many pictures (`load_images`): the `BadRows` policy of mixbench.data.rows, one unit a picture: each
 bad one is warned about with its name and skipped; more bad ones than tolerated refuse the lot
 with one line. Decoding runs on threads (PIL releases the GIL while it inflates and resamples, so
 threads can use both cores, with no pickling of bytes to worker processes), with a progress bar

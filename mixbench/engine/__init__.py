@@ -14,10 +14,19 @@
     callbacks.py    what the loop tells the outside world (progress, tracking)
 """
 
-from mixbench.engine.callbacks import TrainCallback
-from mixbench.engine.history import RoundRecord, RunHistory
-from mixbench.engine.meter import Meter
-from mixbench.engine.tap import GradientTap
-from mixbench.engine.trainer import train
+# Imported on first use: the light parts of the engine (history, meter) must not pull in torch
+# for a command that only reads results or refuses bad input.
+_EXPORTS = {
+    "GradientTap": "mixbench.engine.tap", "Meter": "mixbench.engine.meter", "RoundRecord": "mixbench.engine.history",
+    "RunHistory": "mixbench.engine.history", "TrainCallback": "mixbench.engine.callbacks",
+    "train": "mixbench.engine.trainer",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["GradientTap", "Meter", "RoundRecord", "RunHistory", "TrainCallback", "train"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mixbench.engine' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

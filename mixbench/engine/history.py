@@ -50,22 +50,12 @@ class RunHistory:
     shape: RunShape | None = None   # sizes for the paper's overhead formulas
     eval_rows: list[int] = field(default_factory=list)   # which eval examples were scored
 
-    @property
-    def final_eval_losses(self) -> list[float]:
-        return self.rounds[-1].eval_losses if self.rounds else self.initial_eval_losses
+    # The values after the last round (before any round: the initial ones).
+    def _final(self, name: str):
+        return getattr(self.rounds[-1], name) if self.rounds else getattr(self, f"initial_{name}")
 
-    @property
-    def final_reference_eval_loss(self) -> float:
-        return self.rounds[-1].reference_eval_loss if self.rounds else self.initial_reference_eval_loss
-
-    @property
-    def final_reference_eval_losses(self) -> list[float]:
-        return self.rounds[-1].reference_eval_losses if self.rounds else self.initial_reference_eval_losses
-
-    @property
-    def final_eval_metrics(self) -> dict:
-        return self.rounds[-1].eval_metrics if self.rounds else self.initial_eval_metrics
-
-    @property
-    def final_mean_eval_loss(self) -> float:
-        return self.rounds[-1].mean_eval_loss if self.rounds else self.initial_mean_eval_loss
+    final_eval_losses = property(lambda self: self._final("eval_losses"))
+    final_mean_eval_loss = property(lambda self: self._final("mean_eval_loss"))
+    final_eval_metrics = property(lambda self: self._final("eval_metrics"))
+    final_reference_eval_loss = property(lambda self: self._final("reference_eval_loss"))
+    final_reference_eval_losses = property(lambda self: self._final("reference_eval_losses"))

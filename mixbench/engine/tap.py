@@ -42,15 +42,17 @@ class GradientTap:
             raise TypeError(f"the gradient tap needs an nn.Linear final layer, got {type(head).__name__}")
         self.head = head
         self.meter = meter if meter is not None else Meter()
-        self.accumulator = accumulator or ExactAccumulator(num_domains, head.weight.numel(), head.weight.device)
+        self.num_domains = num_domains
+        if accumulator is None:
+            accumulator = ExactAccumulator(num_domains, head.weight.numel(), head.weight.device)
+        self.accumulator = accumulator
         self._domain_ids: torch.Tensor | None = None
         self._hook = head.register_forward_hook(self._split_this_forward)
 
     @contextmanager
     def batch(self, domain_ids: torch.Tensor) -> Iterator[None]:
         """Inside the block, the head's training forward passes are split by `domain_ids`, the
-        domain of each example (row of dim 0); the examples are counted once, on entry."""
-        self.accumulator.add_counts(domain_ids)
+        domain of each example (row of dim 0); the examples are counted when their forward is."""
         self._domain_ids, before = domain_ids, self._domain_ids
         try:
             yield
@@ -94,12 +96,15 @@ class GradientTap:
     def _split_this_forward(self, module: nn.Linear, args, output):
         if self._domain_ids is None or not torch.is_grad_enabled():
             return None   # keep the module's own output
-        a = args[0]
-        if a.shape[0] != self._domain_ids.shape[0]:
-            raise ValueError(f"the tap was given {self._domain_ids.shape[0]} domain ids for a batch of "
+        a, ids = args[0], self._domain_ids
+        if ids.ndim != 1 or a.shape[0] != ids.shape[0]:
+            raise ValueError(f"the tap was given domain ids of shape {tuple(ids.shape)} for a batch of "
                              f"{a.shape[0]} examples")
+        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self.num_domains):
+            raise ValueError(f"domain ids must lie in [0, {self.num_domains}), got {int(ids.min())}..{int(ids.max())}")
+        self.accumulator.add_counts(ids)
         # The forward product is the module's own; only the backward of this output is replaced.
-        return _SplitWeightGradient.apply(output.detach(), a, module.weight, module.bias, self._domain_ids, self)
+        return _SplitWeightGradient.apply(output.detach(), a, module.weight, module.bias, ids, self)
 
 
 class _SplitWeightGradient(torch.autograd.Function):

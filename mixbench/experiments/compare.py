@@ -55,7 +55,8 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     """Run every missing cell; returns the result paths of the whole grid. `overrides` are
     training settings on top of the task's budget (the seed comes from the cell)."""
     from mixbench import registry
-    from mixbench.experiments.run import RunRequest, check_writable, execute
+    from mixbench.experiments.run import RunRequest, execute
+    from mixbench.storage.atomic import check_writable
 
     strategy_classes = {algo: registry.strategies.get(algo) for algo in algos}  # unknown names fail here
     task = registry.tasks.create(task_name)

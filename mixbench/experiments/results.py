@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mixbench.config import TrainConfig
 from mixbench.engine.history import RoundRecord, RunHistory
+from mixbench.engine.meter import OverheadReport
 from mixbench.errors import MixbenchError
 from mixbench.storage.atomic import json_safe, write_json
 from mixbench.strategy import MixingStrategy
@@ -94,22 +95,26 @@ class Metrics:
     eval_rows: list[int]              # indices into the task's eval split, for comparability
 
 
-@dataclass
-class Overhead:
+@dataclass(frozen=True)
+class Overhead(OverheadReport):
     """The meter's figures, and the paper's App. D formula for the same run beside them."""
 
-    train_flops: float
-    overhead_flops: float             # honest total: everything the strategy and the tap caused
-    paper_flops: float                # Gram products only, as the paper's App. D counts R&B
-    flops_pct: float
-    paper_flops_pct: float
-    train_seconds: float
-    overhead_seconds: float
-    seconds_pct: float
-    flops_by_label: dict[str, float]
-    seconds_by_label: dict[str, float]
     paper_formula_flops: float | None
     measured_over_formula: float | None
+
+    @classmethod
+    def of(cls, report: OverheadReport, formula: float | None) -> Overhead:
+        return cls(**dataclasses.asdict(report), paper_formula_flops=formula,
+                   measured_over_formula=report.overhead_flops / formula if formula else None)
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "paper_formula_flops": self.paper_formula_flops,
+                "measured_over_formula": self.measured_over_formula}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Overhead:
+        """From `to_dict()` output; the percentages are derived, not read."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
 
 
 @dataclass
@@ -216,6 +221,7 @@ class RunResult:
     def to_json(self) -> dict:
         payload = dataclasses.asdict(self)
         payload["domains"] = {k: v for k, v in payload["domains"].items() if v is not None}
+        payload["overhead"] = self.overhead.to_dict() if self.overhead is not None else None
         return json_safe({"schema_version": payload.pop("schema_version"), **payload})
 
     @classmethod
@@ -244,7 +250,7 @@ class RunResult:
                                "steps_done": p["metrics"]["steps_done"],
                                "tokens_trained": p["metrics"]["tokens_trained"],
                                "num_params": p["metrics"]["num_params"]}),
-            overhead=Overhead(**overhead) if overhead is not None else None,
+            overhead=Overhead.from_dict(overhead) if overhead is not None else None,
             eval_proportions=_floats(p["eval_proportions"]),
             mixture=MixtureTrajectory(**{k: _floats(v) for k, v in p["mixture"].items()}),
             rounds=[RoundRecord(**{k: _floats(v) for k, v in r.items()}) for r in p["rounds"]],
@@ -306,10 +312,8 @@ def _floats(value):
 def _overhead(history: RunHistory, strategy: MixingStrategy) -> Overhead | None:
     if history.meter is None:
         return None
-    report = history.meter.report()
     formula = strategy.paper_overhead_flops(history.shape) if history.shape is not None else None
-    return Overhead(**report.to_dict(), paper_formula_flops=formula,
-                    measured_over_formula=report.overhead_flops / formula if formula else None)
+    return Overhead.of(history.meter.report(), formula)
 
 
 def git_hash() -> str:

@@ -7,7 +7,6 @@ its status and everything recorded so far, and the MLflow run is closed with a m
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from mixbench.engine.history import RunHistory
 from mixbench.errors import MixbenchError
 from mixbench.experiments.results import DomainsRecord, RunResult, now, result_path
 from mixbench.regroup import DomainSpec
+from mixbench.storage.atomic import check_writable
 from mixbench.strategy import MixingStrategy
 from mixbench.task import Task
 
@@ -110,15 +110,6 @@ def execute(req: RunRequest) -> int:
     return 0 if status == "finished" else EXIT_INTERRUPTED
 
 
-def check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise MixbenchError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
-
-
 def _start_tracker(req: RunRequest, cfg: TrainConfig):
     from mixbench.experiments.tracking import MlflowTracker
 
@@ -162,7 +153,7 @@ def _finish_tracker(tracker, result: RunResult, path: Path) -> None:
     from mixbench.experiments.plots import plot_mixture
 
     if result.overhead is not None:
-        numbers = {k: v for k, v in dataclasses.asdict(result.overhead).items() if isinstance(v, (int, float))}
+        numbers = {k: v for k, v in result.overhead.to_dict().items() if isinstance(v, (int, float))}
         tracker.log_metrics({f"overhead.{k}": v for k, v in numbers.items()}, step=result.metrics.steps_done)
     tracker.log_artifact(path)
     if result.rounds:

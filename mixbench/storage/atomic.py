@@ -16,6 +16,8 @@ from typing import IO
 
 import numpy as np
 
+from mixbench.errors import MixbenchError
+
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write` on a temporary binary file in `path`'s folder, then rename it to `path`."""
@@ -29,6 +31,16 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(directory: Path) -> None:
+    """Raise MixbenchError now, before any work, if files cannot be written into `directory`."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise MixbenchError(f"cannot write results to {directory}: {exc.strerror or exc}") from None
 
 
 def write_text(path: Path, text: str) -> None:

@@ -60,6 +60,14 @@ def _embedded(embedder: Embedder, texts: list[str], progress: bool = False) -> n
         raise AssertionError(f"embed() raised {type(exc).__name__}: {exc}") from exc
 
 
+def _rows(embedder: Embedder, texts: list[str], progress: bool = False) -> np.ndarray:
+    """embed(texts) as an array of one row per text, for the checks that compare vectors (a
+    wrong shape is reported, not left to fail as an IndexError in the comparison)."""
+    x = np.asarray(_embedded(embedder, texts, progress))
+    assert x.ndim == 2 and x.shape[0] == len(texts), f"embed() of {len(texts)} texts gave shape {x.shape}"
+    return x
+
+
 # -- the checks ---------------------------------------------------------------------------------
 
 def check_init_stores_params_only(embedder: Embedder | EmbedderUnderTest) -> None:
@@ -100,8 +108,9 @@ def check_deterministic(embedder: Embedder | EmbedderUnderTest) -> None:
     """Two fresh instances fitted on the same texts embed them the same: the cache may serve
     one's vectors for the other's."""
     subject = under_test(embedder)
-    a = _embedded(subject.fitted(), HELD_OUT_TEXTS)
-    b = _embedded(subject.fitted(), HELD_OUT_TEXTS)
+    a = _rows(subject.fitted(), HELD_OUT_TEXTS)
+    b = _rows(subject.fitted(), HELD_OUT_TEXTS)
+    assert a.shape == b.shape, f"two fresh fits embed in different shapes: {a.shape} vs {b.shape}"
     assert np.allclose(a, b, rtol=TOLERANCE, atol=TOLERANCE), (
         f"two fresh fits embed differently (max difference {np.abs(a - b).max():.3g})")
 
@@ -109,12 +118,12 @@ def check_deterministic(embedder: Embedder | EmbedderUnderTest) -> None:
 def check_rows_independent(embedder: Embedder | EmbedderUnderTest) -> None:
     """A text's vector does not depend on the other texts of the batch, nor on `progress`."""
     fitted = under_test(embedder).fitted()
-    batch = _embedded(fitted, HELD_OUT_TEXTS)
+    batch = _rows(fitted, HELD_OUT_TEXTS)
     for i, text in enumerate(HELD_OUT_TEXTS):
-        alone = _embedded(fitted, [text])[0]
+        alone = _rows(fitted, [text])[0]
         assert np.allclose(batch[i], alone, rtol=TOLERANCE, atol=TOLERANCE), (
             f"text {i} embeds differently alone than in a batch (max difference {np.abs(batch[i] - alone).max():.3g})")
-    with_bar = _embedded(fitted, HELD_OUT_TEXTS, progress=True)
+    with_bar = _rows(fitted, HELD_OUT_TEXTS, progress=True)
     assert np.allclose(batch, with_bar, rtol=TOLERANCE, atol=TOLERANCE), "progress=True changed the vectors"
 
 

@@ -47,9 +47,10 @@ class Kit:
             name = check_name(check)
             try:
                 check(prepared)
-            except AssertionError as exc:
+            except Exception as exc:  # noqa: BLE001 - a check that crashes is a failure, named, not an abort
                 if name not in known:
-                    problems.append(f"{name}: {exc}")
+                    why = str(exc) if isinstance(exc, AssertionError) else f"raised {type(exc).__name__}: {exc}"
+                    problems.append(f"{name}: {why}")
             else:
                 if name in known:
                     problems.append(f"{name}: passes but is declared in known_check_failures "

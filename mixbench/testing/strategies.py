@@ -192,9 +192,9 @@ def check_state_dict_round_trip(factory: Factory) -> None:
     ctx = make_context(5)
     original = factory()
     head = drive(original, ctx, rounds=3)
-    state = pickle.loads(pickle.dumps(original.state_dict()))
+    state = _called("state_dict() after 3 rounds", lambda: pickle.loads(pickle.dumps(original.state_dict())))
     resumed = factory()
-    resumed.load_state_dict(state)
+    _called("load_state_dict", resumed.load_state_dict, state)
     tail_original = drive(original, ctx, rounds=3, feedback_seed=7, start=False, mixture=head[-1])
     tail_resumed = drive(resumed, ctx, rounds=3, feedback_seed=7, start=False, mixture=head[-1])
     assert _same(tail_original, tail_resumed), "a strategy resumed from state_dict() diverged"
@@ -205,13 +205,15 @@ def check_inputs_not_mutated(factory: Factory) -> None:
     ctx = make_context(4)
     strategy = factory()
     ctx_before = copy.deepcopy(ctx)
-    mixture = strategy.start(ctx)
-    mixture = strategy.prepare(SyntheticProbe(ctx.num_domains, np.random.default_rng(0))) or mixture
+    mixture = _checked(ctx, "start", strategy.start, ctx)
+    prepared = _called("prepare", strategy.prepare, SyntheticProbe(ctx.num_domains, np.random.default_rng(0)))
+    mixture = _checked(ctx, "prepare", lambda: prepared) if prepared is not None else mixture
     rng = np.random.default_rng(0)
     for r in range(3):
         feedback = make_feedback(strategy, ctx, r, mixture, rng)
         before = copy.deepcopy(feedback)
-        mixture = strategy.update(feedback, SyntheticProbe(ctx.num_domains, np.random.default_rng(r)))
+        mixture = _checked(ctx, f"update of round {r} (random feedback)", strategy.update, feedback,
+                           SyntheticProbe(ctx.num_domains, np.random.default_rng(r)))
         for name in ("counts", "eval_losses", "train_losses"):
             a, b = getattr(before, name), getattr(feedback, name)
             assert (a is None and b is None) or np.array_equal(a, b, equal_nan=True), f"feedback.{name} was modified"

@@ -9,6 +9,8 @@ model only through this face, so every strategy runs unchanged on text and image
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -96,3 +98,14 @@ class Workload(ABC):
 
     def num_params(self) -> int:
         return self.model.num_params()
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode inside the block, back in the mode it was in after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

@@ -27,7 +27,7 @@ from mixbench.models.clip import ClipConfig, DualEncoder
 from mixbench.models.gpt import GPTConfig
 from mixbench.models.tokenizers import ByteTokenizer
 from mixbench.task import Example
-from mixbench.workloads.base import BatchLoss, Evaluation, Workload, group_mean
+from mixbench.workloads.base import BatchLoss, Evaluation, Workload, evaluating, group_mean
 
 
 @dataclass(frozen=True)
@@ -102,21 +102,19 @@ class ContrastiveImageText(Workload):
 
     @torch.no_grad()
     def evaluate(self, split: ImageTextSplit, num_domains: int, batch_size: int, device) -> Evaluation:
-        was_training = self.model.training
-        self.model.eval()
-        image_emb, text_emb = [], []
-        for start in range(0, len(split), batch_size):
-            images, tokens, ends, _ = split.batch(slice(start, start + batch_size), device)
-            image_emb.append(self.model.encode_images(images))
-            text_emb.append(self.model.encode_texts(tokens, ends))
-        image_emb, text_emb = torch.cat(image_emb), torch.cat(text_emb)
-        caption_ids = split.caption_ids.to(device)
-        row_loss = contrastive_row_losses(self.model.scale() * image_emb @ text_emb.t(), caption_ids)
+        with evaluating(self.model):
+            image_emb, text_emb = [], []
+            for start in range(0, len(split), batch_size):
+                images, tokens, ends, _ = split.batch(slice(start, start + batch_size), device)
+                image_emb.append(self.model.encode_images(images))
+                text_emb.append(self.model.encode_texts(tokens, ends))
+            image_emb, text_emb = torch.cat(image_emb), torch.cat(text_emb)
+            caption_ids = split.caption_ids.to(device)
+            row_loss = contrastive_row_losses(self.model.scale() * image_emb @ text_emb.t(), caption_ids)
 
-        distinct, first = np.unique(split.caption_ids.numpy(), return_index=True)
-        picked = (image_emb @ text_emb[torch.as_tensor(first, device=device)].t()).argmax(dim=1).cpu().numpy()
-        correct = (distinct[picked] == split.caption_ids.numpy()).astype(np.float64)
-        self.model.train(was_training)
+            distinct, first = np.unique(split.caption_ids.numpy(), return_index=True)
+            picked = (image_emb @ text_emb[torch.as_tensor(first, device=device)].t()).argmax(dim=1).cpu().numpy()
+            correct = (distinct[picked] == split.caption_ids.numpy()).astype(np.float64)
 
         domains = split.domain_ids.numpy()
         return Evaluation(

@@ -15,7 +15,7 @@ from mixbench.config import TrainConfig
 from mixbench.errors import MixbenchError
 from mixbench.models import build_language_model
 from mixbench.task import Example
-from mixbench.workloads.base import BatchLoss, Evaluation, Workload
+from mixbench.workloads.base import BatchLoss, Evaluation, Workload, evaluating
 
 IGNORE = -100  # target id that cross_entropy skips
 
@@ -98,14 +98,12 @@ class LanguageModelling(Workload):
     @torch.no_grad()
     def evaluate(self, split: EncodedSplit, num_domains: int, batch_size: int, device) -> Evaluation:
         """Per row: summed loss over its response tokens and their number (token-weighted means)."""
-        was_training = self.model.training
-        self.model.eval()
         row_loss, row_tokens = [], []
-        for start in range(0, len(split), batch_size):
-            x, y = split.batch(slice(start, start + batch_size), device)
-            row_loss.append(self._token_loss(x, y).sum(1).double().cpu())
-            row_tokens.append((y != IGNORE).sum(1).double().cpu())
-        self.model.train(was_training)
+        with evaluating(self.model):
+            for start in range(0, len(split), batch_size):
+                x, y = split.batch(slice(start, start + batch_size), device)
+                row_loss.append(self._token_loss(x, y).sum(1).double().cpu())
+                row_tokens.append((y != IGNORE).sum(1).double().cpu())
         return Evaluation(row_loss=torch.cat(row_loss).numpy(), row_weight=torch.cat(row_tokens).numpy(),
                           domain_ids=split.domain_ids.numpy(), num_domains=num_domains)
 
