@@ -269,18 +269,24 @@ def test_openclipart_cap_per_domain(clipart_root):
     assert [e.response for e in OpenClipart(max_per_domain=10).load().train] == [e.response for e in capped.train]
 
 
+def assert_loads_again_from_the_cache(task_cls, first, monkeypatch):
+    """A second load of the same pictures decodes none of them and gives the same examples.
+    Decoding stays forbidden afterwards."""
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the cache holds these pictures")
+
+    monkeypatch.setattr(mixbench.data.images, "decode_image", no_decoding)
+    second = task_cls().load()
+    assert [e.response for e in second.train] == [e.response for e in first.train]
+    assert all((a.image == b.image).all() for a, b in zip(first.train, second.train))
+
+
 def test_openclipart_second_load_comes_from_the_cache(clipart_root, tmp_path, monkeypatch):
     first = OpenClipart().load()
     cached = list((tmp_path / "cache" / "images").rglob("*.npz"))
     assert len(cached) == 1 and cached[0].parent.name.startswith("openclipart-debian-1_0.18+dfsg-19")
 
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded although the cache holds these pictures")
-
-    monkeypatch.setattr(mixbench.data.images, "decode_image", no_decoding)
-    second = OpenClipart().load()
-    assert [e.response for e in second.train] == [e.response for e in first.train]
-    assert all((a.image == b.image).all() for a, b in zip(first.train, second.train))
+    assert_loads_again_from_the_cache(OpenClipart, first, monkeypatch)
     with pytest.raises(AssertionError, match="decoded although"):
         OpenClipart(max_per_domain=5).load()      # other pictures: another cache entry
 
@@ -454,13 +460,7 @@ def test_datacomp_cache(datacomp_dir, tmp_path, monkeypatch):
     first = DataComp().load()
     assert list((tmp_path / "cache" / "images").rglob("*.npz"))
 
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("decoded although the cache holds these pictures")
-
-    monkeypatch.setattr(mixbench.data.images, "decode_image", no_decoding)
-    second = DataComp().load()
-    assert [e.response for e in second.train] == [e.response for e in first.train]
-    assert all((a.image == b.image).all() for a, b in zip(first.train, second.train))
+    assert_loads_again_from_the_cache(DataComp, first, monkeypatch)
 
 
 def member_offsets(path: Path) -> list[int]:
