@@ -1,4 +1,4 @@
-"""Base classes of the tasks whose data is files on this machine: where the data is, whether it is
+"""Base classes of the tasks whose data is local files: where the data is, whether it is
 there, its version, and the one line that says how to provide it. mixbench never downloads it.
 
 Where data lives: the `path` keyword if given, else the environment variable the task names

@@ -1,7 +1,7 @@
 """The image-text adapters (openclipart, datacomp) and their picture decoding, on fixture data
 written here in the exact upstream layouts: a `dpkg -x` tree of openclipart-png/-svg, and
 webdataset tar shards as DataComp's download writes them. One test loads the real openclipart
-data when this machine has it (scripts/fetch_openclipart.sh)."""
+data when it is present (scripts/fetch_openclipart.sh)."""
 
 from __future__ import annotations
 

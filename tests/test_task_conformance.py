@@ -53,7 +53,7 @@ def registered_tasks() -> dict[str, Task]:
     return {name: registry.tasks.create(name, **FAST_OPTIONS.get(name, {})) for name in registry.tasks.names()}
 
 
-# -- every registered task, on whatever data this machine has -------------------------------------
+# -- every registered task, on whatever data is present (data checks skip without it) ------------
 
 @parametrize_with_checks(registered_tasks())
 def test_registered_task_conforms(subject, check):
