@@ -68,6 +68,23 @@ def test_same_seed_same_assignment_and_cache_is_reused(synthetic, tmp_path, monk
     assert first.silhouette == max(r["silhouette"] for r in first.sweep)
 
 
+def test_a_damaged_cache_entry_is_a_miss_recomputed_and_replaced(synthetic, tmp_path, caplog):
+    """Truncated embeddings and clustering files (a killed write from an older version, a full
+    disk) are warned about, recomputed and written again, never a crash."""
+    CountingTfidf.calls = 0
+    first = regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0)
+    entries = sorted((tmp_path / "cache").rglob("*.npz"))
+    assert len(entries) == 2                                  # the embeddings and the clustering
+    for entry in entries:
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    again = regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0)
+    assert CountingTfidf.calls == 4 and not again.cached_embeddings
+    assert np.array_equal(again.train_labels, first.train_labels) and again.k == first.k
+    assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 2
+    cached = regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0)   # the entries were replaced
+    assert cached.cached_embeddings and CountingTfidf.calls == 4
+
+
 def test_eval_examples_are_never_clustered(synthetic):
     """Changing the eval set changes nothing about the training clusters; every eval example
     lands in a cluster that has training data."""
