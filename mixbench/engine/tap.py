@@ -100,8 +100,10 @@ class GradientTap:
         if ids.ndim != 1 or a.shape[0] != ids.shape[0]:
             raise ValueError(f"the tap was given domain ids of shape {tuple(ids.shape)} for a batch of "
                              f"{a.shape[0]} examples")
-        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self.num_domains):
-            raise ValueError(f"domain ids must lie in [0, {self.num_domains}), got {int(ids.min())}..{int(ids.max())}")
+        if ids.numel():
+            low, high = torch.stack(torch.aminmax(ids)).tolist()   # one reduction, one read back
+            if low < 0 or high >= self.num_domains:
+                raise ValueError(f"domain ids must lie in [0, {self.num_domains}), got {low}..{high}")
         self.accumulator.add_counts(ids)
         # The forward product is the module's own; only the backward of this output is replaced.
         return _SplitWeightGradient.apply(output.detach(), a, module.weight, module.bias, ids, self)

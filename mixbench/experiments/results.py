@@ -28,7 +28,6 @@ from mixbench.strategy import MixingStrategy
 from mixbench.task import TaskInfo
 
 SCHEMA_VERSION = 1
-STATUSES = ("finished", "interrupted", "failed")
 NAN = float("nan")
 
 
@@ -239,17 +238,14 @@ class RunResult:
 
     @classmethod
     def _from_current(cls, p: dict) -> RunResult:
-        metrics = {k: _floats(v) for k, v in p["metrics"].items()}
+        metrics = {k: _floats(v) for k, v in p["metrics"].items()}   # counts hold no nulls: unchanged
         overhead = p["overhead"]
         return cls(
             schema_version=p["schema_version"], status=p["status"], error=p["error"], started_at=p["started_at"],
             finished_at=p["finished_at"], strategy=StrategyRecord(**p["strategy"]), task=TaskRecord(**p["task"]),
             domains=DomainsRecord(**p["domains"]), seed=p["seed"], config=TrainConfig.from_dict(p["config"]),
             environment=Environment(**p["environment"]),
-            metrics=Metrics(**{**metrics, "eval_rows": p["metrics"]["eval_rows"],
-                               "steps_done": p["metrics"]["steps_done"],
-                               "tokens_trained": p["metrics"]["tokens_trained"],
-                               "num_params": p["metrics"]["num_params"]}),
+            metrics=Metrics(**metrics),
             overhead=Overhead.from_dict(overhead) if overhead is not None else None,
             eval_proportions=_floats(p["eval_proportions"]),
             mixture=MixtureTrajectory(**{k: _floats(v) for k, v in p["mixture"].items()}),
