@@ -8,6 +8,12 @@
                            and count against the run's step budget (Aioli's probe steps);
                            inside `with probe.branch():` they are overhead and undone on exit
                            (Skill-It's skills-graph runs)
+    train(..., weigh=f)    inside a branch only: each step's loss is Σ_x w_x·loss_x with the
+                           per-example weights w = f(BatchLosses) the strategy picks after seeing
+                           the batch's losses (DoReMi's and DoGE's proxy runs)
+    freeze()               a frozen copy of the model as it is now, whose losses on each weighted
+                           step's batch `train(..., reference=...)` hands to `weigh` (DoReMi's
+                           reference model)
     branch()               a scratch copy of the run: model, optimiser and sampler restored after
     steps_left             training steps left in the run's budget
 
@@ -18,11 +24,36 @@ kit hands it one that answers from a seeded generator (mixbench.testing).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import numpy as np
 
 from mixbench.mixture import Mixture
+
+
+@dataclass(frozen=True)
+class BatchLosses:
+    """One training batch's losses, shown to a strategy's `weigh` rule before the step is taken.
+
+    The plain training loss of the batch is Σ row_loss / Σ row_weight (text: the mean over its
+    response tokens), i.e. per-example weights 1 / Σ row_weight.
+    """
+
+    domains: np.ndarray              # (n,) training domain of each example
+    row_loss: np.ndarray             # (n,) each example's summed loss under the model being trained
+    row_weight: np.ndarray           # (n,) what each example counts for (text: its tokens)
+    reference_loss: np.ndarray | None = None   # (n,) the same under the frozen reference, if given
+
+
+# A strategy's rule for one weighted step: the batch's losses in, per-example weights (n,) out.
+Weigh = Callable[[BatchLosses], np.ndarray]
+
+
+class FrozenModel:
+    """A frozen copy of the run's model taken by `Probe.freeze()`; opaque to strategies, which only
+    hand it back to `Probe.train(..., reference=...)`."""
 
 
 class Probe(ABC):
@@ -40,9 +71,20 @@ class Probe(ABC):
         eval set when None, with respect to every parameter; nothing is stepped."""
 
     @abstractmethod
-    def train(self, mixture: Mixture, steps: int) -> list[float]:
+    def train(self, mixture: Mixture, steps: int, *, weigh: Weigh | None = None,
+              reference: FrozenModel | None = None) -> list[float]:
         """Up to `steps` training steps on `mixture`; returns their losses. Outside a branch the
-        run's remaining budget caps them (the run never trains past its step budget)."""
+        run's remaining budget caps them (the run never trains past its step budget).
+
+        With `weigh` (inside a branch only: the run's own objective is never changed), each step
+        shows the batch's losses to `weigh`, and `reference`'s on the same examples when given,
+        then back-propagates Σ_x w_x·row_loss_x with the weights it returns; the returned losses
+        are those weighted losses."""
+
+    @abstractmethod
+    def freeze(self) -> FrozenModel:
+        """A frozen copy of the model as it is now (inside a branch: the branch's model), kept
+        after the branch ends; its forward passes on weighted steps are metered as overhead."""
 
     @abstractmethod
     def branch(self) -> AbstractContextManager:
@@ -52,6 +94,16 @@ class Probe(ABC):
     @abstractmethod
     def steps_left(self) -> int:
         """Training steps left in the run's budget."""
+
+
+def check_weights(weights, batch: BatchLosses) -> np.ndarray:
+    """The one rule on what `weigh` may return: a finite, non-negative weight per example."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != batch.row_loss.shape:
+        raise ValueError(f"weigh returned {weights.shape} weights for a batch of {batch.row_loss.shape[0]} examples")
+    if not np.all(np.isfinite(weights) & (weights >= 0)):
+        raise ValueError("weigh returned weights that are negative or not finite")
+    return weights
 
 
 def check_charge(label: str, flops: float) -> None:

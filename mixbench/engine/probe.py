@@ -8,9 +8,9 @@ from contextlib import contextmanager
 import numpy as np
 
 from mixbench.engine.meter import Meter
-from mixbench.engine.session import TrainingSession
+from mixbench.engine.session import FrozenRunModel, TrainingSession
 from mixbench.mixture import Mixture
-from mixbench.probe import Probe, check_charge
+from mixbench.probe import FrozenModel, Probe, Weigh, check_charge
 
 
 class RunProbe(Probe):
@@ -30,16 +30,26 @@ class RunProbe(Probe):
     def gradient(self, domain: int | None = None) -> np.ndarray:
         return self._live().batch_gradient(domain, "strategy", "probe_gradient")
 
-    def train(self, mixture: Mixture, steps: int) -> list[float]:
+    def train(self, mixture: Mixture, steps: int, *, weigh: Weigh | None = None,
+              reference: FrozenModel | None = None) -> list[float]:
         session = self._live()
+        if reference is not None and not isinstance(reference, FrozenRunModel):
+            raise TypeError("reference must come from this probe's freeze()")
+        if weigh is None and reference is not None:
+            raise ValueError("a reference model is only used by weighted steps: pass weigh too")
         if session.in_branch:
-            return [session.train_step(mixture).loss for _ in range(steps)]
+            return [session.train_step(mixture, weigh, reference).loss for _ in range(steps)]
+        if weigh is not None:
+            raise RuntimeError("weighted training steps are only allowed inside probe.branch()")
         losses = []
         for _ in range(min(steps, session.steps_left)):
             result = session.train_step(mixture)
             session.record(result)   # training of the run's own model, booked as the loop books it
             losses.append(result.loss)
         return losses
+
+    def freeze(self) -> FrozenModel:
+        return self._live().freeze()
 
     @contextmanager
     def branch(self):

@@ -21,8 +21,19 @@ from mixbench.engine.schedule import cosine_schedule
 from mixbench.engine.state import RunState, StepResult
 from mixbench.engine.tap import GradientTap
 from mixbench.mixture import Mixture
+from mixbench.probe import BatchLosses, FrozenModel, Weigh, check_weights
 from mixbench.strategy import StepFeedback
 from mixbench.workloads import Evaluation, Split, Workload
+from mixbench.workloads.base import evaluating
+
+
+class FrozenRunModel(FrozenModel):
+    """A detached copy of the run's model (no gradients), for a strategy's reference losses."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = copy.deepcopy(model).requires_grad_(False)
+        for module in self.model.modules():   # the copy must not feed the run's gradient tap
+            module._forward_hooks.clear()
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,15 @@ class TrainingSession:
         return self.setup.cfg.steps - self.state.step
 
     # -- training ------------------------------------------------------------------------------
-    def train_step(self, mixture: Mixture) -> StepResult:
+    def train_step(self, mixture: Mixture, weigh: Weigh | None = None,
+                   reference: FrozenRunModel | None = None) -> StepResult:
         """One optimiser step on a batch drawn from `mixture`: sample → tap → forward/backward →
-        step. Inside a branch it is the strategy's overhead, untapped, and undone on exit."""
+        step. Inside a branch it is the strategy's overhead, untapped, and undone on exit; there
+        `weigh` may set per-example loss weights after seeing the batch's losses (and
+        `reference`'s on the same examples)."""
         setup, state = self.setup, self.state
+        if weigh is not None and not self.in_branch:
+            raise RuntimeError("weighted training steps are only allowed inside a branch")
         category, label = ("strategy", "probe_train") if self.in_branch else ("train", "step")
         rows, domains = state.sampler.sample(mixture, setup.cfg.batch_size)
         batch = setup.train_split.batch(rows, setup.device)
@@ -62,17 +78,35 @@ class TrainingSession:
         with state.meter.timed(category, label):
             with setup.tap.batch(torch.from_numpy(domains).to(setup.device)) if tapping else nullcontext():
                 out = setup.workload.loss(batch)
+            loss = out.loss if weigh is None else self._weighted_loss(out, domains, weigh, reference, batch)
             state.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(state.model.parameters(), setup.cfg.grad_clip)
             for group in state.optimizer.param_groups:
                 group["lr"] = self.lr_at(state.step)
             state.optimizer.step()
         state.meter.add_flops(category, label, 3 * self.example_flops * len(rows))
         state.step += 1
-        return StepResult(step=state.step, loss=float(out.loss.detach()), domains=domains,
+        return StepResult(step=state.step, loss=float(loss.detach()), domains=domains,
                           row_loss=out.row_loss.detach().double().cpu().numpy(),
                           row_weight=out.row_weight.detach().double().cpu().numpy())
+
+    def _weighted_loss(self, out, domains: np.ndarray, weigh: Weigh, reference: FrozenRunModel | None,
+                       batch) -> torch.Tensor:
+        """Σ_x w_x·row_loss_x with the weights `weigh` picks from the batch's losses."""
+        reference_loss = None
+        if reference is not None:
+            with torch.no_grad(), evaluating(reference.model), self.setup.workload.using(reference.model):
+                reference_loss = self.setup.workload.loss(batch).row_loss.double().cpu().numpy()
+            self.state.meter.add_flops("strategy", "reference_forward", self.example_flops * len(domains))
+        losses = BatchLosses(domains=domains, row_loss=out.row_loss.detach().double().cpu().numpy(),
+                             row_weight=out.row_weight.detach().double().cpu().numpy(),
+                             reference_loss=reference_loss)
+        weights = check_weights(weigh(losses), losses)
+        return (out.row_loss * torch.as_tensor(weights, dtype=out.row_loss.dtype, device=out.row_loss.device)).sum()
+
+    def freeze(self) -> FrozenRunModel:
+        return FrozenRunModel(self.state.model)
 
     def record(self, result: StepResult) -> None:
         """Book a step of the run's own model: the round's steps, the history, the strategy's

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from mixbench.mixture import Mixture
-from mixbench.probe import Probe, check_charge
+from mixbench.probe import BatchLosses, FrozenModel, Probe, check_charge, check_weights
 from mixbench.strategy import DomainGradients, MixingStrategy, RoundFeedback, RunContext, Signal, StepFeedback
 from mixbench.testing.kit import Kit, assert_stores_params_only
 
@@ -79,6 +79,7 @@ class SyntheticProbe(Probe):
         self.m, self.rng, self.kind = num_domains, rng, kind
         self.budget = 10_000
         self.charged = 0.0
+        self.in_branch = False
 
     def charge(self, label: str, flops: float) -> None:
         check_charge(label, flops)
@@ -98,15 +99,33 @@ class SyntheticProbe(Probe):
     def gradient(self, domain=None) -> np.ndarray:
         return self._values(GRAD_DIM) - 3.0
 
-    def train(self, mixture, steps: int) -> list[float]:
+    def train(self, mixture, steps: int, *, weigh=None, reference=None) -> list[float]:
         assert isinstance(mixture, Mixture) and len(mixture) == self.m, "probe.train needs a Mixture over the run"
-        steps = min(steps, self.budget)
-        self.budget -= steps
+        assert reference is None or isinstance(reference, FrozenModel), "reference must come from probe.freeze()"
+        if weigh is not None:
+            assert self.in_branch, "weighted steps are only allowed inside probe.branch()"
+            for _ in range(steps):
+                domains = self.rng.choice(self.m, size=8, p=mixture.weights)
+                batch = BatchLosses(domains=domains, row_loss=self._values(8), row_weight=np.full(8, 4.0),
+                                    reference_loss=self._values(8) if reference is not None else None)
+                check_weights(weigh(batch), batch)
+            return list(self._values(steps)) if steps else []
+        if not self.in_branch:
+            steps = min(steps, self.budget)
+            self.budget -= steps
         return list(self._values(steps)) if steps else []
+
+    def freeze(self) -> FrozenModel:
+        return FrozenModel()
 
     @contextmanager
     def branch(self):
-        yield
+        assert not self.in_branch, "branches do not nest"
+        self.in_branch = True
+        try:
+            yield
+        finally:
+            self.in_branch = False
 
     @property
     def steps_left(self) -> int:

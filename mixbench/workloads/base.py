@@ -99,6 +99,16 @@ class Workload(ABC):
     def num_params(self) -> int:
         return self.model.num_params()
 
+    @contextmanager
+    def using(self, model: nn.Module) -> Iterator[None]:
+        """The workload computes with `model` inside the block (a strategy's frozen reference
+        model, which shares the architecture)."""
+        saved, self.model = self.model, model
+        try:
+            yield
+        finally:
+            self.model = saved
+
 
 @contextmanager
 def evaluating(model: nn.Module) -> Iterator[None]:
