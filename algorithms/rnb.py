@@ -87,6 +87,7 @@ class RnB(MixingStrategy):
 
     signals = frozenset({Signal.DOMAIN_GRADIENTS})
     default_domains = "regroup"  # Regroup then Balance: the full R&B
+    source = "Ge et al. 2025, arXiv 2505.00358, Alg. 1/3 (no public code: mixbench's is the first)"
 
     lam: float = 3.0
 

@@ -108,6 +108,8 @@ class MixingStrategy(Plugin, ABC):
     signals: ClassVar[frozenset[Signal]] = frozenset()
     # The domains a run uses unless told otherwise: "original" (the task's labels) or "regroup".
     default_domains: ClassVar[str] = "original"
+    # Where the method comes from, for `mixbench list`: its paper, and its reference code if any.
+    source: ClassVar[str] = ""
 
     def check_params(self) -> None:
         """Raise ValueError with a one-line reason if a hyperparameter is invalid."""

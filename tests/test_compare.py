@@ -111,6 +111,16 @@ def test_compare_runs_the_grid_logs_mlflow_and_skips_finished_cells(run_cli, tmp
     assert again.returncode == 0 and "4 already finished, 0 to run" in again.stderr
 
 
+def test_compare_takes_strategy_hyperparameters_and_never_mixes_settings(run_cli, tmp_path):
+    args = ("compare", "--algos", "rnb", "--seeds", "0", *GRID, "--steps", "20", "--out", "out", "--no-mlflow")
+    assert run_cli(*args, "--param", "rnb.lam=1.5").returncode == 0
+    cell = json.loads((tmp_path / "out/synthetic/rnb/original/seed0.json").read_text())
+    assert cell["strategy"]["params"] == {"lam": 1.5}
+    assert "1 already finished, 0 to run" in run_cli(*args, "--param", "rnb.lam=1.5").stderr
+    other = run_cli(*args)   # the default λ: the finished cell ran with another
+    assert other.returncode == 2 and "other rnb hyperparameters (lam)" in other.stderr, other.stderr
+
+
 @pytest.mark.slow
 def test_killed_compare_resumes_only_the_missing_cells(tmp_path):
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",
@@ -138,6 +148,11 @@ def test_killed_compare_resumes_only_the_missing_cells(tmp_path):
     (["--algos", "stratified", "--seeds", ""], "--seeds is empty"),
     (["--algos", "stratified", "--seeds", "0,x"], "comma-separated integers"),
     (["--algos", ","], "--algos is empty"),
+    (["--algos", "rnb", "--param", "aioli.eta=0.2"], "'aioli' is not among --algos"),
+    (["--algos", "rnb", "--param", "rnb.lam"], "--param takes ALGO.NAME=VALUE"),
+    (["--algos", "rnb", "--param", "rnb.lamda=2"], "no such option --lamda"),
+    (["--algos", "rnb", "--param", "rnb.lam=x"], "'x' is not a valid float"),
+    (["--algos", "rnb", "--param", "rnb.lam=-1"], "rnb: lam"),
 ])
 def test_compare_bad_input(run_cli, args, message):
     proc = run_cli("compare", "--task", "synthetic", *args, "--no-mlflow", "--no-progress")

@@ -14,23 +14,28 @@ from mixbench.cli.options import config_options, embedder_option, output_options
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 @click.option("--domains", "domains_specs", default=None,
               help="Comma-separated domain choices, e.g. original,regroup [each strategy's default].")
+@click.option("--param", "params", multiple=True, metavar="ALGO.NAME=VALUE",
+              help="A strategy hyperparameter, e.g. --param aioli.eta=0.2 (repeatable; see `mixbench list`).")
 @embedder_option
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-compare",
                 out_help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
 @user_errors
-def compare_cmd(task, algos, seeds, domains_specs, embedder, config, out_dir, use_mlflow, experiment, progress):
+def compare_cmd(task, algos, seeds, domains_specs, params, embedder, config, out_dir, use_mlflow, experiment, progress):
     """Run strategies × domains × seeds on one task (resuming finished cells) and compare them."""
+    from mixbench.cli.hyperparameters import parse_param_specs
     from mixbench.experiments.compare import parse_list, parse_seeds, run_grid
     from mixbench.experiments.results import RunResult
     from mixbench.experiments.summary import per_domain_table, summarize
     from mixbench.experiments.tables import format_markdown, format_text
     from mixbench.storage.atomic import write_text
 
-    paths = run_grid(task_name=task, algos=parse_list(algos, "algos"),
+    algos = parse_list(algos, "algos")
+    paths = run_grid(task_name=task, algos=algos,
                      domain_specs=parse_list(domains_specs, "domains") if domains_specs is not None else None,
                      seeds=parse_seeds(seeds), out_dir=out_dir, overrides=config, embedder_name=embedder,
-                     hyperparameters={}, use_mlflow=use_mlflow, experiment=experiment, progress=progress)
+                     hyperparameters=parse_param_specs(params, algos), use_mlflow=use_mlflow,
+                     experiment=experiment, progress=progress)
     results = [RunResult.load(p) for p in paths]
     table = summarize(results)
     click.echo(format_text(table))

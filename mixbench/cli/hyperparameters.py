@@ -37,3 +37,20 @@ def _type_of(default):
     if default is None or default is inspect.Parameter.empty:
         return str
     return type(default) if isinstance(default, (bool, int, float)) else str
+
+
+def parse_param_specs(specs: tuple[str, ...], algos: list[str]) -> dict[str, dict]:
+    """`--param ALGO.NAME=VALUE` options → {algo: {name: value}}, typed and checked like `run`'s
+    hyperparameter options."""
+    from mixbench import registry
+
+    args: dict[str, list[str]] = {}
+    for spec in specs:
+        head, eq, value = spec.partition("=")
+        algo, dot, name = head.partition(".")
+        if not (eq and dot and algo and name):
+            raise MixbenchError(f"--param takes ALGO.NAME=VALUE (e.g. aioli.eta=0.2), got {spec!r}")
+        if algo not in algos:
+            raise MixbenchError(f"--param {spec!r}: {algo!r} is not among --algos ({', '.join(algos)})")
+        args.setdefault(algo, []).extend([f"--{option(name)}", value])
+    return {algo: parse_hyperparameters(algo, registry.strategies.get(algo), a) for algo, a in args.items()}

@@ -16,9 +16,7 @@ def list_cmd():
 
     click.echo("strategies:")
     for entry in registry.strategies.entries():
-        params = " ".join(f"--{option(k)} {v}" for k, v in entry.obj.param_defaults().items())
-        click.echo(f"  {entry.name:<12} {entry.obj.summary()}  ({params or 'no hyperparameters'})"
-                   f"  [{entry.origin}]")
+        click.echo("\n".join(_strategy_lines(entry)))
     click.echo("embedders:")
     for entry in registry.embedders.entries():
         click.echo(f"  {entry.name:<12} {entry.obj.summary()}  [{entry.origin}]")
@@ -27,10 +25,36 @@ def list_cmd():
         click.echo("\n".join(_task_lines(entry)))
 
 
+def _strategy_lines(entry, width: int = 100) -> list[str]:
+    """One strategy for `mixbench list`: summary; its defaults; its source and origin."""
+    cls = entry.obj
+    params = " ".join(f"--{option(k)} {v}" for k, v in cls.param_defaults().items())
+    return (_wrap(f"{entry.name:<12} {cls.summary()}", "  ", _INDENT, width)
+            + _wrap(f"defaults: {params or 'no hyperparameters'}", _INDENT, _INDENT + "  ", width)
+            + _wrap(f"source: {getattr(cls, 'source', '') or 'not given'}  {_keep_whole(f'[{entry.origin}]')}",
+                    _INDENT, _INDENT + "  ", width))
+
+
+_INDENT = " " * 15   # under the summary, past the 12-character name column
+_KEEP = "\N{NO-BREAK SPACE}"   # textwrap never breaks there
+
+
+def _keep_whole(text: str) -> str:
+    """`text` kept on one line by the wrapping (an origin moves to a new line whole)."""
+    return text.replace(" ", _KEEP)
+
+
+def _wrap(text: str, first: str, rest: str, width: int) -> list[str]:
+    import textwrap
+
+    lines = textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
+                          break_long_words=False, break_on_hyphens=False)
+    return [line.replace(_KEEP, " ") for line in lines]
+
+
 def _task_lines(entry, width: int = 100) -> list[str]:
     """One task for `mixbench list`: summary; modality, original domains, default model and budget;
     data status. Each wrapped to `width` so a long missing-data message stays readable."""
-    import textwrap
 
     task = entry.obj()
     budget = task.budget
@@ -43,15 +67,7 @@ def _task_lines(entry, width: int = 100) -> list[str]:
         facts = f"{info.modality}, {domains}, {model}"
     except Exception as exc:  # noqa: BLE001 - one plugin's broken metadata must not hide the others
         facts = f"metadata unavailable ({type(exc).__name__}: {exc})"
-    indent = " " * 15   # under the summary, past the 12-character name column
-    keep = "\N{NO-BREAK SPACE}"   # textwrap never breaks there: the origin moves to a new line whole
-
-    def wrap(text: str, first: str, rest: str) -> list[str]:
-        lines = textwrap.wrap(text, width, initial_indent=first, subsequent_indent=rest,
-                              break_long_words=False, break_on_hyphens=False)
-        return [line.replace(keep, " ") for line in lines]
-
-    origin = f"[{entry.origin}]".replace(" ", keep)
-    return (wrap(f"{entry.name:<12} {entry.obj.summary()}", "  ", indent)
-            + wrap(f"{facts}, {budget.steps} steps, K={budget.steps_per_round}  {origin}", indent, indent)
-            + wrap(f"status: {task.status()}", indent, indent + "  "))
+    return (_wrap(f"{entry.name:<12} {entry.obj.summary()}", "  ", _INDENT, width)
+            + _wrap(f"{facts}, {budget.steps} steps, K={budget.steps_per_round}  {_keep_whole(f'[{entry.origin}]')}",
+                    _INDENT, _INDENT, width)
+            + _wrap(f"status: {task.status()}", _INDENT, _INDENT + "  ", width))

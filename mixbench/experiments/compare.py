@@ -7,6 +7,7 @@ so the grid's state is the files on disk.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import click
 from mixbench.errors import MixbenchError
 from mixbench.experiments.results import RunResult, result_path
 from mixbench.regroup import DomainSpec
+from mixbench.storage.atomic import json_safe
 
 
 @dataclass(frozen=True)
@@ -41,24 +43,41 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def finished(path: Path) -> bool:
-    """A cell is done when its results JSON exists, reads as a result, and says it finished."""
+def finished(path: Path, params: dict | None = None) -> bool:
+    """A cell is done when its results JSON exists, reads as a result, and says it finished. With
+    `params`, a finished cell that ran with other hyperparameters is an error: resuming must not
+    mix two settings in one table."""
     try:
-        return RunResult.load(path).finished
+        result = RunResult.load(path)
     except MixbenchError:
         return False
+    params = None if params is None else json.loads(json.dumps(json_safe(params)))  # as stored
+    if result.finished and params is not None and result.strategy.params != params:
+        changed = sorted(k for k in params if result.strategy.params.get(k) != params[k])
+        raise MixbenchError(f"{path} was run with other {result.strategy.name} hyperparameters "
+                            f"({', '.join(changed) or 'a different set'}); use another --out or delete it")
+    return result.finished
 
 
 def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
-             overrides: dict, embedder_name: str, hyperparameters: dict, use_mlflow: bool, experiment: str,
-             progress: bool) -> list[Path]:
+             overrides: dict, embedder_name: str, hyperparameters: dict | None = None, use_mlflow: bool,
+             experiment: str, progress: bool) -> list[Path]:
     """Run every missing cell; returns the result paths of the whole grid. `overrides` are
-    training settings on top of the task's budget (the seed comes from the cell)."""
+    training settings on top of the task's budget (the seed comes from the cell);
+    `hyperparameters` {algo: {name: value}} those of the strategies."""
     from mixbench import registry
     from mixbench.experiments.run import RunRequest, execute
     from mixbench.storage.atomic import check_writable
 
     strategy_classes = {algo: registry.strategies.get(algo) for algo in algos}  # unknown names fail here
+    hyperparameters = hyperparameters or {}
+    # A bad hyperparameter fails here, before any cell runs.
+    strategies = {a: cls(**hyperparameters.get(a, {})) for a, cls in strategy_classes.items()}
+    for strategy in strategies.values():
+        try:
+            strategy.check_params()
+        except ValueError as exc:
+            raise MixbenchError(str(exc)) from None
     task = registry.tasks.create(task_name)
     config = task.budget.override(**overrides)   # a bad setting fails here, before any cell runs
     # Without --domains each algo runs on its own default (regroup for rnb, original otherwise).
@@ -67,7 +86,7 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     cells = [Cell(a, d, s) for a in algos for d in specs[a] for s in seeds]
     paths = [result_path(out_dir, task_name, c.algo, c.domains.label, c.seed) for c in cells]
     check_writable(Path(out_dir) / task_name)
-    todo = [(c, p) for c, p in zip(cells, paths) if not finished(p)]
+    todo = [(c, p) for c, p in zip(cells, paths) if not finished(p, strategies[c.algo].get_params())]
     click.echo(f"compare {task_name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
                f"{len(todo)} to run", err=True)
     parent = _parent_tracker(task_name, algos, domain_specs or ["default"], seeds, experiment) \
@@ -76,9 +95,7 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     try:
         for i, (cell, _) in enumerate(todo, 1):
             click.echo(f"[{i}/{len(todo)}] {cell.algo} · {cell.domains.label} · seed {cell.seed}", err=True)
-            cls = strategy_classes[cell.algo]
-            params = {k: v for k, v in hyperparameters.get(cell.algo, {}).items()}
-            strategy = cls(**params)
+            strategy = strategy_classes[cell.algo](**hyperparameters.get(cell.algo, {}))
             if cell.domains.method == "regroup" and embedder_name not in embedders:
                 embedders[embedder_name] = registry.embedders.create(embedder_name)
             code = execute(RunRequest(

@@ -1,0 +1,109 @@
+"""The probe's weighted proxy steps and frozen reference model (what DoReMi and DoGE train their
+proxies with), on a real run of the synthetic task: a weighted step with the plain loss's weights
+is the plain step; the reference sees the frozen weights; everything is metered and undone."""
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.stratified import Stratified
+from mixbench import Mixture
+from mixbench.engine.trainer import train
+from tasks.synthetic import Synthetic
+
+
+class WeightedProbeChecks(Stratified):
+    """Uniform; before training, exercises weighted steps through the probe and records what it saw."""
+
+    def prepare(self, probe):
+        state, meter = probe.session.state, probe.meter
+        m = len(self.mixture_)
+        uniform = Mixture.uniform(m)
+        params = lambda: [p.detach().clone() for p in state.model.parameters()]  # noqa: E731
+        initial = params()
+        seen = self.seen_ = {}
+
+        with probe.branch():
+            probe.train(uniform, 1)
+            seen["plain"] = params()
+        with probe.branch():
+            probe.train(uniform, 1, weigh=lambda b: np.full(len(b.domains), 1 / b.row_weight.sum()))
+            seen["weighted"] = params()
+
+        batches = []
+
+        def keep(batch):
+            batches.append(batch)
+            return np.full(len(batch.domains), 1 / batch.row_weight.sum())
+
+        before = dict(meter.flops)
+        with probe.branch():
+            frozen = probe.freeze()
+            probe.train(uniform, 3, weigh=keep, reference=frozen)
+        seen["flops"] = {k: v - before.get(k, 0.0) for k, v in meter.flops.items() if v != before.get(k, 0.0)}
+        seen["batches"] = batches
+        seen["restored"] = all(torch.equal(a, b) for a, b in zip(initial, state.model.parameters()))
+        seen["step"] = state.step
+
+        def in_branch(**how):
+            return lambda: _in_branch(probe, lambda: probe.train(uniform, 1, **how))
+
+        for name, call in {
+            "outside": lambda: probe.train(uniform, 1, weigh=keep),
+            "negative": in_branch(weigh=lambda b: -np.ones(len(b.domains))),
+            "nan": in_branch(weigh=lambda b: np.full(len(b.domains), np.nan)),
+            "shape": in_branch(weigh=lambda b: np.ones(3)),
+            "reference alone": in_branch(reference=frozen),
+        }.items():
+            try:
+                call()
+                seen[name] = None
+            except (ValueError, RuntimeError) as exc:
+                seen[name] = str(exc)
+        return None
+
+
+def _in_branch(probe, call):
+    with probe.branch():
+        call()
+
+
+@pytest.fixture(scope="module")
+def seen():
+    task = Synthetic()
+    strategy = WeightedProbeChecks()
+    history = train(task.load(), strategy, task.budget.override(steps=10, steps_per_round=5), progress=False)
+    return strategy.seen_, history, task
+
+
+def test_weighted_step_with_the_plain_weights_is_the_plain_step(seen):
+    s, _, _ = seen
+    for plain, weighted in zip(s["plain"], s["weighted"]):
+        torch.testing.assert_close(weighted, plain, rtol=1e-5, atol=1e-7)
+
+
+def test_reference_losses_come_from_the_frozen_model(seen):
+    s, _, _ = seen
+    first, *later = s["batches"]
+    # Frozen before the first step: on that step reference and proxy are the same weights.
+    np.testing.assert_allclose(first.reference_loss, first.row_loss, rtol=1e-5)
+    # Two steps later the proxy has moved and the reference has not.
+    assert not np.allclose(later[-1].reference_loss, later[-1].row_loss, rtol=1e-5)
+    assert all(b.row_loss.shape == b.domains.shape == b.row_weight.shape for b in s["batches"])
+
+
+def test_weighted_steps_are_metered_and_undone(seen):
+    s, history, task = seen
+    n, b = history.num_params, task.budget.batch_size * task.budget.seq_len
+    assert s["flops"] == {("strategy", "probe_train"): 3 * 6 * n * b,
+                          ("strategy", "reference_forward"): 3 * 2 * n * b}
+    assert s["restored"] and s["step"] == 0
+    assert len(history.train_losses) == 10
+
+
+def test_bad_weighted_calls_are_refused(seen):
+    s, _, _ = seen
+    assert "only allowed inside" in s["outside"]
+    assert "negative or not finite" in s["negative"] and "negative or not finite" in s["nan"]
+    assert "weights for a batch of" in s["shape"]
+    assert "pass weigh too" in s["reference alone"]
