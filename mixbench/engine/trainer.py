@@ -103,15 +103,21 @@ def train(
         with meter.timed("strategy", "start"):
             try:
                 state.mixture = Mixture(strategy.start(ctx), num_domains=m)
-                state.mixture = Mixture(strategy.prepare(probe) or state.mixture, num_domains=m)
             except ValueError as exc:  # hyperparameters that do not fit this run (e.g. probe size)
                 raise MixbenchError(str(exc)) from None
 
+        # The untrained model's losses, before prepare() may train it (Aioli's first LearnParams).
         initial = session.evaluate("eval")
         history.initial_eval_losses = initial.losses.tolist()
         history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
         history.initial_eval_metrics = dict(initial.metrics)
         history.initial_reference_eval_loss, history.initial_reference_eval_losses = reference_losses(initial)
+
+        with meter.timed("strategy", "prepare"):
+            try:
+                state.mixture = Mixture(strategy.prepare(probe) or state.mixture, num_domains=m)
+            except ValueError as exc:
+                raise MixbenchError(str(exc)) from None
 
         # -- the loop: rounds of K steps, the mixture updated at each round end ------------------
         started = time.perf_counter()
