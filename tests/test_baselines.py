@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.aioli import Aioli, aioli_mixture
+from algorithms.aioli import Aioli, demix, demix_flops, normalize_graph, probe_mixture
 from algorithms.dga import DGA, dga_weights
 from algorithms.rnb import RnB
-from algorithms.skillit import SkillIt, skillit_mixture, skills_graph
+from algorithms.skillit import SkillIt, skillit_mixture, skills_graph, window_sum
 from algorithms.stratified import Stratified
 from mixbench import Mixture
 from mixbench.engine.trainer import train
@@ -22,32 +22,64 @@ def test_skills_graph_is_the_relative_loss_drop():
     after = np.array([[1.0, 4.0],     # training skill 0 halves skill 0's loss, leaves skill 1
                       [2.0, 3.0]])    # training skill 1 lowers skill 1's loss by a quarter
     np.testing.assert_allclose(skills_graph(before, after), [[0.5, 0.0], [0.0, 0.25]])
+    np.testing.assert_allclose(skills_graph(before, after, normalize=False), [[1.0, 0.0], [0.0, 1.0]])
     assert np.all(np.isfinite(skills_graph(np.array([0.0, 1.0]), after)))
 
 
 def test_skillit_mixture_sums_the_window_and_uses_the_graph():
     graph = np.array([[1.0, 0.0], [1.0, 1.0]])
     losses = [np.array([1.0, 2.0]), np.array([1.0, 0.0])]   # window sum: [2, 2]
-    p = skillit_mixture(graph, losses, eta=0.5)
+    np.testing.assert_allclose(window_sum(losses, 2), [2.0, 2.0])
+    p = skillit_mixture(graph, window_sum(losses, 2), eta=0.5)
     expected = np.exp([0.5 * 2, 0.5 * 4]) / np.exp([0.5 * 2, 0.5 * 4]).sum()
     np.testing.assert_allclose(p, expected)
-    np.testing.assert_allclose(skillit_mixture(graph, [np.array([np.nan, np.inf])], 0.5), [0.5, 0.5])
+    np.testing.assert_allclose(window_sum([np.array([np.nan, np.inf])], 2), [0.0, 0.0])
+    np.testing.assert_allclose(skillit_mixture(graph, np.array([np.nan, np.inf]), 0.5), [0.5, 0.5])
 
 
-def test_aioli_mixture_is_exponentiated_column_sums():
-    graph = np.array([[0.2, -0.1], [0.2, 0.0]])  # training domain 0 lowered both losses
-    p = np.array([0.5, 0.5])
-    scores = np.array([0.4, -0.1]) / 0.2
-    expected = p * np.exp(0.1 * scores) / (p * np.exp(0.1 * scores)).sum()
-    np.testing.assert_allclose(aioli_mixture(p, graph, eta=0.1), expected)
-    np.testing.assert_allclose(aioli_mixture(p, np.zeros((2, 2)), eta=0.1), p)
+def test_skillit_round_zero_uses_the_prior_and_the_window_lags_a_round():
+    """p_0 ∝ exp(η·A·1); the update at a round's end sums the round-START losses (the previous
+    round-end evaluations), so this round's evaluation first counts at the next update."""
+    from mixbench.strategy import RoundFeedback, RunContext
+    from tests.parity.scripted_probe import LinearProbe
+
+    probe = LinearProbe(2, seed=0)
+    strategy = SkillIt(eta=0.5, window=2)
+    strategy.start(RunContext(domains=("a", "b"), train_sizes=np.array([5, 5]), eval_proportions=np.array([0.5, 0.5]),
+                              total_steps=30, steps_per_round=10, seed=0))
+    before = probe.eval_losses()
+    p0 = strategy.prepare(probe).weights
+    np.testing.assert_allclose(p0, skillit_mixture(strategy.graph_, np.ones(2), 0.5))
+    ends = [np.array([3.0, 1.0]), np.array([1.0, 3.0])]
+    feedback = [RoundFeedback(round_index=r, step=10 * (r + 1), mixture=Mixture(p0), counts=np.zeros(2, np.int64),
+                              eval_losses=loss) for r, loss in enumerate(ends)]
+    p1 = strategy.update(feedback[0], probe).weights
+    np.testing.assert_allclose(p1, skillit_mixture(strategy.graph_, before, 0.5))
+    p2 = strategy.update(feedback[1], probe).weights
+    np.testing.assert_allclose(p2, skillit_mixture(strategy.graph_, before + ends[0], 0.5))
+
+
+def test_aioli_graph_is_demixed_and_normalised():
+    interactions = np.array([[0.3, -0.1, 0.0], [0.1, 0.2, 0.0], [0.0, 0.05, 0.4]])
+    np.testing.assert_allclose(probe_mixture(3, 1, 0.5), [0.25, 0.5, 0.25])
+    # Loss drops measured on the probe mixtures w_j mix A's columns; de-mixing undoes it.
+    drops = np.stack([interactions @ probe_mixture(3, j, 0.5) for j in range(3)], axis=1)
+    np.testing.assert_allclose(demix(drops, 0.5), interactions, atol=1e-12)
+    np.testing.assert_allclose(demix(drops, 0.5, diagonal=True), np.diag(np.diag(drops) / 0.5))
+    assert demix(drops, 1.0) is drops   # one-hot probes measure A itself
+    # Normalised: shifted up to a minimum of 0, then scaled to sum to 1; all-equal gives zeros.
+    shifted = interactions + 0.1
+    np.testing.assert_allclose(normalize_graph(interactions), shifted / shifted.sum())
+    np.testing.assert_allclose(normalize_graph(np.full((2, 2), -1.0)), np.zeros((2, 2)))
 
 
 def test_dga_weights_follow_the_alignment():
     w = np.array([0.25, 0.25, 0.5])
-    a = np.array([2.0, -2.0, 0.0])
-    expected = w * np.exp(1.5 * a / 2.0)
-    np.testing.assert_allclose(dga_weights(w, a, eta=1.5), expected / expected.sum())
+    a = np.array([0.2, -0.2, 0.0])          # raw inner products: not rescaled to ±1
+    step = w * np.exp(1.5 * a)
+    step /= step.sum()
+    np.testing.assert_allclose(dga_weights(w, a, eta=1.5), step)
+    np.testing.assert_allclose(dga_weights(w, a, eta=1.5, ema=0.9), 0.9 * w + 0.1 * step)
     np.testing.assert_allclose(dga_weights(w, np.array([np.nan, 0.0, 0.0]), eta=1.0), w)
 
 
@@ -130,13 +162,16 @@ def test_overhead_matches_the_paper_formulas(runs):
     shape = runs["SkillIt"][1].shape
     T, m = shape.rounds, shape.num_domains
     assert runs["SkillIt"][2].overhead_flops == pytest.approx(runs["SkillIt"][0].paper_overhead_flops(shape))
-    # DGA and Aioli update after every round but the last (T − 1 of T); Aioli also evaluates once
-    # before its first probe: differences explained in their docstrings, checked exactly here.
+    # DGA updates after every round but the last (T − 1 of T); Aioli runs LearnParams in every round
+    # (round 0's in prepare) with one evaluation before its sweep and a de-mixing solve:
+    # differences explained in their docstrings, checked exactly here.
     dga, dga_h, dga_r = runs["DGA"]
     gradients = dga_r.flops_by_label["strategy/probe_gradient"]
     assert gradients == pytest.approx(dga.paper_overhead_flops(dga_h.shape) * (T - 1) / T)
     aioli, aioli_h, aioli_r = runs["Aioli"]
-    expected = aioli.paper_overhead_flops(aioli_h.shape) * (T - 1) * (m + 1) / (T * m)
+    evaluation = 2 * aioli_h.shape.eval_tokens * aioli_h.num_params
+    expected = T * (aioli.lp_rounds * m + 1) * evaluation + T * demix_flops(m)
+    assert aioli.paper_overhead_flops(aioli_h.shape) == T * m * evaluation
     assert aioli_r.overhead_flops == pytest.approx(expected)
     rnb, rnb_h, rnb_r = runs["RnB"]
     head = 257 * 32  # V × h of the synthetic task's model
@@ -161,12 +196,13 @@ def test_aioli_probe_steps_count_against_the_budget(runs):
 @pytest.mark.parametrize("algo,args,message", [
     ("skillit", ["--eta", "0"], "eta must be positive"),
     ("skillit", ["--window", "0"], "window must be a positive integer"),
-    ("skillit", ["--graph-steps", "-1"], "graph-steps must be a positive integer"),
+    ("skillit", ["--graph-fraction", "0"], "graph-fraction must be positive"),
     ("aioli", ["--eta", "-1"], "eta must be positive"),
-    ("aioli", ["--probe-steps", "20"], "larger than probe-fraction"),
+    ("aioli", ["--lp-steps", "0"], "lp-steps must be a positive integer"),
+    ("aioli", ["--one-hot-factor", "0.25"], "one-hot-factor must be above 1/m"),
     ("aioli", ["--ema", "1.5"], "ema must be in"),
     ("dga", ["--eta", "0"], "eta must be positive"),
-    ("dga", ["--smoothing", "0"], "smoothing must be in"),
+    ("dga", ["--ema", "1"], "ema must be in"),
 ])
 def test_bad_hyperparameters_exit_2(run_cli, algo, args, message):
     proc = run_cli("run", "--algo", algo, "--task", "synthetic", *args, "--no-mlflow", "--no-progress")
