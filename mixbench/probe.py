@@ -45,6 +45,10 @@ class BatchLosses:
     row_loss: np.ndarray             # (n,) each example's summed loss under the model being trained
     row_weight: np.ndarray           # (n,) what each example counts for (text: its tokens)
     reference_loss: np.ndarray | None = None   # (n,) the same under the frozen reference, if given
+    # Text workloads also show the losses token by token (row_loss is their row sum): (n, T), 0
+    # where a position is not scored. None where the loss has no tokens (image-text).
+    token_loss: np.ndarray | None = None
+    reference_token_loss: np.ndarray | None = None
 
 
 # A strategy's rule for one weighted step: the batch's losses in, per-example weights (n,) out.

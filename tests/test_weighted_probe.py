@@ -90,6 +90,12 @@ def test_reference_losses_come_from_the_frozen_model(seen):
     # Two steps later the proxy has moved and the reference has not.
     assert not np.allclose(later[-1].reference_loss, later[-1].row_loss, rtol=1e-5)
     assert all(b.row_loss.shape == b.domains.shape == b.row_weight.shape for b in s["batches"])
+    # Text shows the losses token by token too: rows sum to the example losses.
+    for b in s["batches"]:
+        np.testing.assert_allclose(b.token_loss.sum(1), b.row_loss, rtol=1e-6)
+        np.testing.assert_allclose(b.reference_token_loss.sum(1), b.reference_loss, rtol=1e-6)
+        np.testing.assert_array_equal((b.token_loss > 0).sum(1), b.row_weight)
+    np.testing.assert_allclose(first.reference_token_loss, first.token_loss, rtol=1e-5, atol=1e-6)
 
 
 def test_weighted_steps_are_metered_and_undone(seen):

@@ -94,14 +94,18 @@ class TrainingSession:
     def _weighted_loss(self, out, domains: np.ndarray, weigh: Weigh, reference: FrozenRunModel | None,
                        batch) -> torch.Tensor:
         """Σ_x w_x·row_loss_x with the weights `weigh` picks from the batch's losses."""
-        reference_loss = None
+        def numpy(tensor):
+            return None if tensor is None else tensor.detach().double().cpu().numpy()
+
+        ref = None
         if reference is not None:
             with torch.no_grad(), evaluating(reference.model), self.setup.workload.using(reference.model):
-                reference_loss = self.setup.workload.loss(batch).row_loss.double().cpu().numpy()
+                ref = self.setup.workload.loss(batch)
             self.state.meter.add_flops("strategy", "reference_forward", self.example_flops * len(domains))
-        losses = BatchLosses(domains=domains, row_loss=out.row_loss.detach().double().cpu().numpy(),
-                             row_weight=out.row_weight.detach().double().cpu().numpy(),
-                             reference_loss=reference_loss)
+        losses = BatchLosses(domains=domains, row_loss=numpy(out.row_loss), row_weight=numpy(out.row_weight),
+                             reference_loss=None if ref is None else numpy(ref.row_loss),
+                             token_loss=numpy(out.token_loss),
+                             reference_token_loss=None if ref is None else numpy(ref.token_loss))
         weights = check_weights(weigh(losses), losses)
         return (out.row_loss * torch.as_tensor(weights, dtype=out.row_loss.dtype, device=out.row_loss.device)).sum()
 

@@ -42,7 +42,8 @@ def print_summary(result: RunResult, path: Path, tracker=None) -> None:
              f"({o.overhead_seconds:.2f} s of {o.train_seconds:.1f} s)")
         if o.paper_formula_flops is not None:
             ratio = o.measured_over_formula
-            echo(f"paper App. D formula for this run: {o.paper_formula_flops:.3g} FLOPs; measured "
+            echo(f"overhead by formula (R&B App. D, else the strategy's own): {o.paper_formula_flops:.3g} "
+                 f"FLOPs; measured "
                  f"{o.overhead_flops:.3g}" + (f" ({ratio:.3g}× the formula)" if ratio is not None else ""))
     echo(f"results: {path}")
     if tracker is not None:

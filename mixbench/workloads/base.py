@@ -40,6 +40,7 @@ class BatchLoss:
     loss: torch.Tensor          # scalar: what is back-propagated, Σ row_loss / Σ row_weight
     row_loss: torch.Tensor      # (B,) each example's summed loss
     row_weight: torch.Tensor    # (B,) what each example counts for (tokens for text, 1 for image-text)
+    token_loss: torch.Tensor | None = None   # (B, T) text: each scored token's loss, 0 elsewhere
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class LanguageModelling(Workload):
         token_loss = self._token_loss(x, y)                      # (B, T)
         row_loss, row_tokens = token_loss.sum(1), (y != IGNORE).sum(1)
         return BatchLoss(loss=row_loss.sum() / row_tokens.sum().clamp(min=1), row_loss=row_loss,
-                         row_weight=row_tokens)
+                         row_weight=row_tokens, token_loss=token_loss)
 
     @torch.no_grad()
     def evaluate(self, split: EncodedSplit, num_domains: int, batch_size: int, device) -> Evaluation:

@@ -5,7 +5,8 @@ mixture p moves x by p (a weighted step by each domain's share of the step's tot
 
     eval_losses()     = L0 − A·x                       (m,)
     gradient(d)       = B[d] + (x·1)·C[d]              (D,); d = None is the target row
-    per-example loss  = (L0 − A·x)[domain] · tokens + noise   (a weighted step's BatchLosses)
+    token loss        = (L0 − A·x)[domain] + noise, per token of each example   (a weighted
+                        step's BatchLosses; an example's loss is the sum over its tokens)
 
 Everything is deterministic given the seed, so a strategy driven through this probe and a
 transcription of its reference rule driven through a second probe with the same seed see the
@@ -21,6 +22,8 @@ import numpy as np
 
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, FrozenModel, Probe, check_charge, check_weights
+
+TOKENS = 7   # the longest example of a scripted batch
 
 
 class FrozenX(FrozenModel):
@@ -85,13 +88,19 @@ class LinearProbe(Probe):
         return losses
 
     def batch(self, mixture: Mixture, reference: FrozenX | None) -> BatchLosses:
-        """A batch of `batch_size` examples with domains drawn from `mixture`, 3..7 tokens each."""
+        """A batch of `batch_size` examples with domains drawn from `mixture`, 3..7 tokens each;
+        every token's loss is its domain's loss plus its own noise (0 past an example's end)."""
         domains = self.noise.choice(self.m, size=self.batch_size, p=mixture.weights)
-        tokens = self.noise.integers(3, 8, size=self.batch_size).astype(np.float64)
-        jitter = self.noise.normal(scale=0.1, size=self.batch_size)
-        row_loss = (self.losses_at(self.x)[domains] + jitter) * tokens
-        ref = None if reference is None else (self.losses_at(reference.x)[domains] + jitter / 2) * tokens
-        return BatchLosses(domains=domains, row_loss=row_loss, row_weight=tokens, reference_loss=ref)
+        tokens = self.noise.integers(3, 8, size=self.batch_size)
+        scored = np.arange(TOKENS)[None, :] < tokens[:, None]
+        jitter = self.noise.normal(scale=0.3, size=(self.batch_size, TOKENS))
+        token_loss = np.where(scored, self.losses_at(self.x)[domains][:, None] + jitter, 0.0)
+        ref = None
+        if reference is not None:
+            ref = np.where(scored, self.losses_at(reference.x)[domains][:, None] + jitter[:, ::-1] / 2, 0.0)
+        return BatchLosses(domains=domains, row_loss=token_loss.sum(1), row_weight=tokens.astype(np.float64),
+                           reference_loss=None if ref is None else ref.sum(1),
+                           token_loss=token_loss, reference_token_loss=ref)
 
     def freeze(self) -> FrozenModel:
         self.calls.append(("freeze",))
