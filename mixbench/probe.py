@@ -4,6 +4,9 @@
     eval_losses()          per-domain eval loss on the eval subset (forward only)
     gradient(domain)       the gradient of one batch from a training domain, or from the eval
                            set with domain=None (an extra forward + backward)
+    gradients(sources)     one batch shared equally among several sources (domains, None for the
+                           eval set) and each share's gradient: the domain slices of one batch,
+                           for the price of one batch (DoGE's per-domain gradients)
     train(mixture, steps)  training steps on a mixture. On the run's model they ARE training
                            and count against the run's step budget (Aioli's probe steps);
                            inside `with probe.branch():` they are overhead and undone on exit
@@ -24,7 +27,7 @@ kit hands it one that answers from a seeded generator (mixbench.testing).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -73,6 +76,13 @@ class Probe(ABC):
     def gradient(self, domain: int | None = None) -> np.ndarray:
         """The flattened gradient of one batch drawn from training domain `domain`, or from the
         eval set when None, with respect to every parameter; nothing is stepped."""
+
+    @abstractmethod
+    def gradients(self, sources: Sequence[int | None]) -> np.ndarray:
+        """(k, D): one batch of the run's batch size split equally among the k `sources` (a
+        training domain, or None for the eval set; at least one row each), and the gradient of
+        each source's mean loss on its rows, as `gradient` flattens it. The rows together cost
+        one batch's forward and backward."""
 
     @abstractmethod
     def train(self, mixture: Mixture, steps: int, *, weigh: Weigh | None = None,

@@ -30,6 +30,11 @@ class RunProbe(Probe):
     def gradient(self, domain: int | None = None) -> np.ndarray:
         return self._live().batch_gradient(domain, "strategy", "probe_gradient")
 
+    def gradients(self, sources) -> np.ndarray:
+        if len(sources) == 0:
+            raise ValueError("gradients needs at least one source")
+        return self._live().batch_gradients(list(sources), "strategy", "probe_gradient")
+
     def train(self, mixture: Mixture, steps: int, *, weigh: Weigh | None = None,
               reference: FrozenModel | None = None) -> list[float]:
         session = self._live()

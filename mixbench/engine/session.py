@@ -134,22 +134,30 @@ class TrainingSession:
         meter.add_flops(category, label, self.example_flops * len(setup.eval_split))
         return result
 
-    def batch_gradient(self, domain: int | None, category: str, label: str) -> np.ndarray:
-        """Flattened gradient of the loss of one batch w.r.t. every parameter, without stepping.
-        `domain` None draws the batch from the eval set (the target), else from that training
-        domain. Parameter .grad and the tap's accumulators are left untouched."""
+    def batch_gradient(self, domain: int | None, category: str, label: str, size: int | None = None) -> np.ndarray:
+        """Flattened gradient of the loss of one batch (`size` rows, the run's batch size by
+        default) w.r.t. every parameter, without stepping. `domain` None draws the batch from the
+        eval set (the target), else from that training domain. Parameter .grad and the tap's
+        accumulators are left untouched."""
         setup, state = self.setup, self.state
         split = setup.eval_split if domain is None else setup.train_split
         pool = np.arange(len(split)) if domain is None else np.flatnonzero(split.domain_ids.numpy() == domain)
         if pool.size == 0:
             raise ValueError(f"no examples to draw a gradient batch from (domain {domain})")
-        rows = pool[state.probe_rng.integers(pool.size, size=setup.cfg.batch_size)]
+        rows = pool[state.probe_rng.integers(pool.size, size=size or setup.cfg.batch_size)]
         batch = split.batch(rows, setup.device)
         params = [p for p in state.model.parameters() if p.requires_grad]
         with state.meter.timed(category, label):
             grads = torch.autograd.grad(setup.workload.loss(batch).loss, params)
         state.meter.add_flops(category, label, 3 * self.example_flops * len(rows))
         return torch.cat([g.reshape(-1) for g in grads]).detach().float().cpu().numpy()
+
+    def batch_gradients(self, sources, category: str, label: str) -> np.ndarray:
+        """(k, D): the run's batch size split equally among `sources` (the first ones take the
+        remainder; one row each at least), each share's gradient as `batch_gradient` takes it."""
+        base, extra = divmod(self.setup.cfg.batch_size, len(sources))
+        sizes = [max(1, base + (i < extra)) for i in range(len(sources))]
+        return np.stack([self.batch_gradient(s, category, label, n) for s, n in zip(sources, sizes)])
 
     # -- branching -----------------------------------------------------------------------------
     @contextmanager

@@ -99,6 +99,10 @@ class SyntheticProbe(Probe):
     def gradient(self, domain=None) -> np.ndarray:
         return self._values(GRAD_DIM) - 3.0
 
+    def gradients(self, sources) -> np.ndarray:
+        assert len(sources) > 0 and all(s is None or 0 <= s < self.m for s in sources), "bad gradient sources"
+        return np.stack([self.gradient(s) for s in sources])
+
     def train(self, mixture, steps: int, *, weigh=None, reference=None) -> list[float]:
         assert isinstance(mixture, Mixture) and len(mixture) == self.m, "probe.train needs a Mixture over the run"
         assert reference is None or isinstance(reference, FrozenModel), "reference must come from probe.freeze()"

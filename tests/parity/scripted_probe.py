@@ -4,7 +4,8 @@ The "model" is a vector x (m,): how much training each domain has had so far. A 
 mixture p moves x by p (a weighted step by each domain's share of the step's total weight), and
 
     eval_losses()     = L0 − A·x                       (m,)
-    gradient(d)       = B[d] + (x·1)·C[d]              (D,); d = None is the target row
+    gradient(d)       = B[d] + (x·1)·C[d]              (D,); d = None is the target row (gradients(ds):
+                        the same rows, stacked)
     token loss        = (L0 − A·x)[domain] + noise, per token of each example   (a weighted
                         step's BatchLosses; an example's loss is the sum over its tokens)
 
@@ -66,6 +67,12 @@ class LinearProbe(Probe):
         self.calls.append(("gradient", domain))
         row = self.m if domain is None else domain
         return self.B[row] + self.x.sum() * self.C[row]
+
+    def gradients(self, sources) -> np.ndarray:
+        """The slices of one batch: here each source's gradient as `gradient` gives it."""
+        self.calls.append(("gradients", tuple(sources)))
+        rows = [self.m if s is None else s for s in sources]
+        return self.B[rows] + self.x.sum() * self.C[rows]
 
     def train(self, mixture: Mixture, steps: int, *, weigh=None, reference=None) -> list[float]:
         assert isinstance(mixture, Mixture) and len(mixture) == self.m
