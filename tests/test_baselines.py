@@ -7,6 +7,8 @@ import torch
 
 from algorithms.aioli import Aioli, demix, demix_flops, normalize_graph, probe_mixture
 from algorithms.dga import DGA, dga_weights
+from algorithms.doge import DoGE
+from algorithms.doremi import DoReMi
 from algorithms.rnb import RnB
 from algorithms.skillit import SkillIt, skillit_mixture, skills_graph, window_sum
 from algorithms.stratified import Stratified
@@ -147,7 +149,7 @@ def test_probe_calls_are_metered_and_attributed(synthetic):
 def runs(synthetic):
     task, data = synthetic
     out = {}
-    for strategy in (Stratified(), RnB(), DGA(), SkillIt(), Aioli()):
+    for strategy in (Stratified(), RnB(), DGA(), SkillIt(), Aioli(), DoReMi(), DoGE()):
         history = train(data, strategy, _cfg(task), progress=False)
         out[type(strategy).__name__] = (strategy, history, history.meter.report())
     return out
@@ -185,6 +187,21 @@ def test_overhead_ordering_is_the_papers(runs):
     assert pct["RnB"] * 100 < pct["DGA"] < min(pct["SkillIt"], pct["Aioli"])
 
 
+def test_overheads_are_ordered_as_the_formulas_predict(runs):
+    """Every strategy's measured overhead ranks where its formula (App. D, or its own) puts it."""
+    formula = {name: s.paper_overhead_flops(h.shape) for name, (s, h, _) in runs.items()}
+    measured = {name: r.overhead_flops for name, (_, _, r) in runs.items()}
+    for name in formula:
+        print(f"{name:10s} formula {formula[name]:.3g} FLOPs, measured {measured[name]:.3g}")
+    # Every pair the formulas tell apart (by more than 10 %) is measured in the same order.
+    for a in formula:
+        for b in formula:
+            if formula[a] < 0.9 * formula[b]:
+                assert measured[a] < measured[b], f"{a} should cost less than {b}"
+    # The offline methods' proxies cost about as much as the run itself, twice over.
+    assert 1.9 < runs["DoGE"][2].flops_pct / 100 < 2.1 and 2.2 < runs["DoReMi"][2].flops_pct / 100 < 2.4
+
+
 def test_aioli_probe_steps_count_against_the_budget(runs):
     _, history, _ = runs["Aioli"]
     assert len(history.train_losses) == 30          # not 30 + probe steps
@@ -216,7 +233,7 @@ def test_baseline_runs_on_regrouped_domains(run_cli, tmp_path):
     proc = run_cli("run", "--algo", "dga", "--task", "synthetic", "--steps", "20", "--steps-per-round", "5",
                    "--domains", "regroup:3", "--embedder", "tfidf", "--no-mlflow", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "paper App. D formula" in proc.stdout
+    assert "overhead by formula (R&B App. D" in proc.stdout
 
 
 def test_probe_needs_a_run():

@@ -45,6 +45,11 @@ class WeightedProbeChecks(Stratified):
         seen["restored"] = all(torch.equal(a, b) for a, b in zip(initial, state.model.parameters()))
         seen["step"] = state.step
 
+        before = dict(meter.flops)
+        seen["slices"] = probe.gradients([0, 1, None])
+        seen["slice_flops"] = {k: v - before.get(k, 0.0) for k, v in meter.flops.items() if v != before.get(k, 0.0)}
+        seen["one_gradient"] = probe.gradient(0)
+
         def in_branch(**how):
             return lambda: _in_branch(probe, lambda: probe.train(uniform, 1, **how))
 
@@ -105,6 +110,14 @@ def test_weighted_steps_are_metered_and_undone(seen):
                           ("strategy", "reference_forward"): 3 * 2 * n * b}
     assert s["restored"] and s["step"] == 0
     assert len(history.train_losses) == 10
+
+
+def test_gradient_slices_of_one_batch_cost_one_batch(seen):
+    s, history, task = seen
+    n, b = history.num_params, task.budget.batch_size * task.budget.seq_len
+    assert s["slices"].shape == (3, s["one_gradient"].size)
+    assert s["slice_flops"] == {("strategy", "probe_gradient"): 6 * n * b}   # 3 + 3 + 2 rows of 8
+    assert np.all(np.isfinite(s["slices"])) and not np.allclose(s["slices"][0], s["slices"][2])
 
 
 def test_bad_weighted_calls_are_refused(seen):
