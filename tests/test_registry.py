@@ -279,3 +279,16 @@ def test_cli_runs_the_plugin_strategy(plugin_site, tmp_path):
     assert result["status"] == "finished"
     assert result["strategy"]["name"] == "demo-uniform"
     assert result["strategy"]["params"] == {"sharpness": 1.0}
+
+
+def test_no_strategy_hyperparameter_is_shadowed_by_a_run_option():
+    """`mixbench run` reads its own options first: a hyperparameter spelled like one (--lr,
+    --seed, ...) could never be set from the command line."""
+    from mixbench import registry
+    from mixbench.cli.run import run_cmd
+    from mixbench.config import option
+
+    run_options = {opt for param in run_cmd.params for opt in [*param.opts, *param.secondary_opts]}
+    for entry in registry.strategies.entries():
+        clashes = {f"--{option(k)}" for k in entry.obj.param_defaults()} & run_options
+        assert not clashes, f"{entry.name}: {sorted(clashes)} are run options"
