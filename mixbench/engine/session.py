@@ -8,6 +8,7 @@ is the very same step as the loop's, recorded and metered the same way.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.schedule import cosine_schedule
 from mixbench.engine.state import RunState, StepResult
 from mixbench.engine.tap import GradientTap
+from mixbench.errors import TrainingDiverged
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, FrozenModel, Weigh, check_weights
 from mixbench.strategy import StepFeedback
@@ -116,6 +118,8 @@ class TrainingSession:
         """Book a step of the run's own model: the round's steps, the history, the strategy's
         per-step hook, the callbacks (progress, tracking)."""
         state = self.state
+        if not math.isfinite(result.loss):   # the weights are no longer numbers: stop, say where
+            raise TrainingDiverged(result.step, result.loss)
         state.round_steps.append(result)
         state.history.train_losses.append(result.loss)
         state.history.tokens_trained += round(self.setup.workload.tokens_per_example * len(result.domains))

@@ -44,19 +44,20 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def finished(path: Path, params: dict | None = None) -> bool:
-    """A cell is done when its results JSON exists, reads as a result, and says it finished. With
-    `params`, a finished cell that ran with other hyperparameters is an error: resuming must not
-    mix two settings in one table."""
+    """A cell is done when its results JSON exists, reads as a result, and says it finished (or
+    diverged: the same settings would diverge again). With `params`, a done cell that ran with
+    other hyperparameters is an error: resuming must not mix two settings in one table."""
     try:
         result = RunResult.load(path)
     except MixbenchError:
         return False
     params = None if params is None else json.loads(json.dumps(json_safe(params)))  # as stored
-    if result.finished and params is not None and result.strategy.params != params:
+    done = result.finished or result.diverged
+    if done and params is not None and result.strategy.params != params:
         changed = sorted(k for k in params if result.strategy.params.get(k) != params[k])
         raise MixbenchError(f"{path} was run with other {result.strategy.name} hyperparameters "
                             f"({', '.join(changed) or 'a different set'}); use another --out or delete it")
-    return result.finished
+    return done
 
 
 def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
@@ -66,7 +67,7 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     training settings on top of the task's budget (the seed comes from the cell);
     `hyperparameters` {algo: {name: value}} those of the strategies."""
     from mixbench import registry
-    from mixbench.experiments.run import RunRequest, execute
+    from mixbench.experiments.run import EXIT_DIVERGED, RunRequest, execute
     from mixbench.storage.atomic import check_writable
 
     strategy_classes = {algo: registry.strategies.get(algo) for algo in algos}  # unknown names fail here
@@ -104,7 +105,9 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
                 experiment=experiment, progress=progress, domains=cell.domains,
                 embedder_name=embedder_name, embedder=embedders.get(embedder_name),
                 parent_run_id=parent.run_id if parent else None, quiet=True))
-            if code != 0:
+            if code == EXIT_DIVERGED:   # recorded as diverged; the other cells still run
+                click.echo(f"  {cell.algo} · seed {cell.seed} diverged (see its results file); going on", err=True)
+            elif code != 0:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         if parent is not None:

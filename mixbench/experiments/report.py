@@ -60,9 +60,10 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     sections: list[tuple[str, str, str | None]] = []  # (title, markdown text, image file)
 
+    if finished or any(r.diverged for r in runs):
+        sections.append(("Summary", format_markdown(summarize(runs)), None))   # diverged seeds counted
     if finished:
         table = summarize(finished)
-        sections.append(("Summary", format_markdown(table), None))
         fig = plot_curves(finished)
         fig.savefig(out / "eval_loss.png", dpi=110)
         plt.close(fig)

@@ -141,7 +141,7 @@ class MixtureTrajectory:
 
 @dataclass
 class RunResult:
-    status: str                       # finished | interrupted | failed
+    status: str                       # finished | interrupted | failed | diverged
     error: str | None
     started_at: str
     finished_at: str
@@ -163,6 +163,12 @@ class RunResult:
     @property
     def finished(self) -> bool:
         return self.status == "finished"
+
+    @property
+    def diverged(self) -> bool:
+        """Its loss stopped being finite: settled (rerunning it with the same settings diverges
+        again), but there is no final loss to compare."""
+        return self.status == "diverged"
 
     @property
     def final_loss(self) -> float:

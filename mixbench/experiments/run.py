@@ -18,7 +18,7 @@ from mixbench.config import TrainConfig
 from mixbench.embedder import Embedder
 from mixbench.engine.evaluation import EvalReference, select_eval_subset
 from mixbench.engine.history import RunHistory
-from mixbench.errors import MixbenchError
+from mixbench.errors import MixbenchError, TrainingDiverged
 from mixbench.experiments.results import DomainsRecord, RunResult, now, result_path
 from mixbench.regroup import DomainSpec
 from mixbench.storage.atomic import check_writable
@@ -26,7 +26,8 @@ from mixbench.strategy import MixingStrategy
 from mixbench.task import Task
 
 EXIT_INTERRUPTED = 130
-TRACKER_STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
+EXIT_DIVERGED = 3      # the run ended early because its loss stopped being finite
+TRACKER_STATUS = {"finished": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED"}
 
 
 @dataclass
@@ -81,6 +82,8 @@ def execute(req: RunRequest) -> int:
         status = "finished"
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the user"
+    except TrainingDiverged as exc:
+        status, error = "diverged", str(exc)
     except MixbenchError as exc:
         error = str(exc)
         raise
@@ -102,7 +105,11 @@ def execute(req: RunRequest) -> int:
             else:
                 _finish_tracker(tracker, result, path)
         if status != "finished" and not refused:
-            click.echo(f"{status}: partial results ({len(history.train_losses)} steps) saved to {path}", err=True)
+            reason = f"{error}; " if status == "diverged" else ""
+            click.echo(f"{status}: {reason}partial results ({len(history.train_losses)} steps) saved to {path}",
+                       err=True)
+    if status == "diverged":
+        return EXIT_DIVERGED
     if not req.quiet:
         from mixbench.experiments.run_summary import print_summary
 

@@ -16,15 +16,27 @@ BASELINE = "stratified"
 def summarize(results: list[RunResult]) -> pd.DataFrame:
     """One row per (algo, domains): final eval loss (by original domains) mean ± std over seeds,
     steps to reach stratified's final loss, overhead in FLOPs and seconds, and the paired
-    difference against stratified on the same seeds with a paired t-test p-value."""
+    difference against stratified on the same seeds with a paired t-test p-value; and how many
+    seeds diverged (those have no final loss: they are counted, not averaged)."""
     from scipy import stats
 
     groups: dict[tuple[str, str], dict[int, RunResult]] = defaultdict(dict)
+    diverged: dict[tuple[str, str], int] = defaultdict(int)
     for r in results:
         if r.finished:
             groups[r.group][r.seed] = r
+        elif r.diverged:
+            diverged[r.group] += 1
     rows = []
-    for (algo, domains), by_seed in sorted(groups.items()):
+    for algo, domains in sorted(set(groups) | set(diverged)):
+        by_seed = groups.get((algo, domains), {})
+        if not by_seed:   # every seed diverged
+            rows.append({"algo": algo, "domains": domains, "seeds": 0, "final_loss_mean": math.nan,
+                         "final_loss_std": math.nan, "steps_to_stratified_final": math.nan,
+                         "overhead_flops_pct": math.nan, "overhead_seconds_pct": math.nan,
+                         "diff_vs_stratified": math.nan, "paired_t_p": math.nan,
+                         "diverged": diverged[(algo, domains)]})
+            continue
         base = groups.get((BASELINE, domains)) or groups.get((BASELINE, "original")) or {}
         seeds = sorted(by_seed)
         finals = np.array([by_seed[s].final_loss for s in seeds], dtype=float)
@@ -46,6 +58,7 @@ def summarize(results: list[RunResult]) -> pd.DataFrame:
             "overhead_seconds_pct": float(np.mean([o.seconds_pct if o else 0.0 for o in overhead])),
             "diff_vs_stratified": float(diffs.mean()) if diffs.size else math.nan,
             "paired_t_p": p_value,
+            "diverged": diverged[(algo, domains)],
             **_task_metrics([by_seed[s] for s in seeds]),
         })
     return pd.DataFrame(rows)

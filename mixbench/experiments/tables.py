@@ -44,9 +44,14 @@ COLUMNS = [
 ]
 
 
+DIVERGED = Column("diverged", "seeds diverged", 8, lambda r: str(r.get("diverged", 0)))
+
+
 def columns_of(table: pd.DataFrame) -> list[Column]:
-    """The fixed columns plus one per task metric in `table`."""
-    return COLUMNS + [Column(name, f"{name} (mean ± std)", 17, _mean_std(name)) for name in metric_names(table)]
+    """The fixed columns, one per task metric in `table`, and the diverged seeds if any."""
+    diverged = [DIVERGED] if "diverged" in table and table["diverged"].sum() > 0 else []
+    return (COLUMNS + [Column(name, f"{name} (mean ± std)", 17, _mean_std(name)) for name in metric_names(table)]
+            + diverged)
 
 
 def format_text(table: pd.DataFrame) -> str:
