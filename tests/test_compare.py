@@ -112,13 +112,19 @@ def test_compare_runs_the_grid_logs_mlflow_and_skips_finished_cells(run_cli, tmp
 
 
 def test_compare_takes_strategy_hyperparameters_and_never_mixes_settings(run_cli, tmp_path):
-    args = ("compare", "--algos", "rnb", "--seeds", "0", *GRID, "--steps", "20", "--out", "out", "--no-mlflow")
-    assert run_cli(*args, "--param", "rnb.lam=1.5").returncode == 0
-    cell = json.loads((tmp_path / "out/synthetic/rnb/original/seed0.json").read_text())
-    assert cell["strategy"]["params"] == {"lam": 1.5}
+    args = ("compare", "--algos", "rnb,rnb", "--seeds", "0", *GRID, "--steps", "20", "--out", "out", "--no-mlflow")
+    cell = tmp_path / "out/synthetic/rnb/original/seed0.json"
+    first = run_cli(*args, "--param", "rnb.lam=1.5")
+    assert first.returncode == 0 and "1 cells" in first.stderr, first.stderr   # a repeated algo runs once
+    assert json.loads(cell.read_text())["strategy"]["params"] == {"lam": 1.5}
     assert "1 already finished, 0 to run" in run_cli(*args, "--param", "rnb.lam=1.5").stderr
-    other = run_cli(*args)   # the default λ: the finished cell ran with another
-    assert other.returncode == 2 and "other rnb hyperparameters (lam)" in other.stderr, other.stderr
+    # Other settings: refused with --keep-cells, rerun (saying why) without.
+    kept = run_cli(*args, "--keep-cells")
+    assert kept.returncode == 2 and "ran with other settings (rnb.lam)" in kept.stderr, kept.stderr
+    rerun = run_cli(*args, "--batch-size", "4")
+    assert rerun.returncode == 0 and "ran with other settings (batch_size, rnb.lam)" in rerun.stderr, rerun.stderr
+    ran = json.loads(cell.read_text())
+    assert ran["strategy"]["params"] == {"lam": 3.0} and ran["config"]["batch_size"] == 4
 
 
 @pytest.mark.slow

@@ -16,12 +16,15 @@ from mixbench.cli.options import config_options, embedder_option, output_options
               help="Comma-separated domain choices, e.g. original,regroup [each strategy's default].")
 @click.option("--param", "params", multiple=True, metavar="ALGO.NAME=VALUE",
               help="A strategy hyperparameter, e.g. --param aioli.eta=0.2 (repeatable; see `mixbench list`).")
+@click.option("--keep-cells", is_flag=True,
+              help="Never replace a finished cell: one that ran with other settings is an error instead of rerun.")
 @embedder_option
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-compare",
                 out_help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
 @user_errors
-def compare_cmd(task, algos, seeds, domains_specs, params, embedder, config, out_dir, use_mlflow, experiment, progress):
+def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, embedder, config, out_dir, use_mlflow,
+                experiment, progress):
     """Run strategies × domains × seeds on one task (resuming finished cells) and compare them."""
     from mixbench.cli.hyperparameters import parse_param_specs
     from mixbench.experiments.compare import parse_list, parse_seeds, run_grid
@@ -35,7 +38,7 @@ def compare_cmd(task, algos, seeds, domains_specs, params, embedder, config, out
                      domain_specs=parse_list(domains_specs, "domains") if domains_specs is not None else None,
                      seeds=parse_seeds(seeds), out_dir=out_dir, overrides=config, embedder_name=embedder,
                      hyperparameters=parse_param_specs(params, algos), use_mlflow=use_mlflow,
-                     experiment=experiment, progress=progress)
+                     experiment=experiment, progress=progress, keep_cells=keep_cells)
     results = [RunResult.load(p) for p in paths]
     table = summarize(results)
     click.echo(format_text(table))

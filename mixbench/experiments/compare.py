@@ -27,7 +27,8 @@ class Cell:
 
 
 def parse_list(text: str, what: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    """The comma-separated names in `text`, each once, in their first order."""
+    items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
     if not items:
         raise MixbenchError(f"--{what} is empty")
     return items
@@ -43,29 +44,62 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def finished(path: Path, params: dict | None = None) -> bool:
-    """A cell is done when its results JSON exists, reads as a result, and says it finished (or
-    diverged: the same settings would diverge again). With `params`, a done cell that ran with
-    other hyperparameters is an error: resuming must not mix two settings in one table."""
+@dataclass(frozen=True)
+class CellSettings:
+    """Everything a cell's result depends on besides its code: a finished cell is reused only if
+    it ran with all of these."""
+
+    config: dict           # the TrainConfig, the cell's seed included
+    params: dict           # the strategy's hyperparameters
+    embedder: str | None   # for regrouped domains: the embedder that made them
+    task_version: str
+
+    def differences(self, result: RunResult) -> list[str]:
+        """The settings `result` ran with that are not these (empty: the cell can be reused)."""
+        ran = _as_stored(result.config.to_dict())
+        changed = [k for k, v in _as_stored(self.config).items() if ran.get(k) != v]
+        params = _as_stored(self.params)
+        changed += [f"{result.strategy.name}.{k}" for k in sorted(set(params) | set(result.strategy.params))
+                    if result.strategy.params.get(k) != params.get(k)]
+        if self.embedder is not None and result.domains.embedder_name != self.embedder:
+            changed.append("embedder")
+        if result.task.version != self.task_version:
+            changed.append("task version")
+        return changed
+
+
+def _as_stored(values: dict) -> dict:
+    """`values` as a results JSON holds them (tuples as lists, numpy as Python)."""
+    return json.loads(json.dumps(json_safe(values)))
+
+
+def done(path: Path, settings: CellSettings, keep: bool) -> bool:
+    """A cell is done when its results JSON exists, reads as a result, says it finished (or
+    diverged: the same settings would diverge again), and ran with `settings`. A done cell made
+    with other settings is rerun, with a line saying why, or with `keep` refused: one comparison
+    never mixes two settings."""
     try:
         result = RunResult.load(path)
     except MixbenchError:
         return False
-    params = None if params is None else json.loads(json.dumps(json_safe(params)))  # as stored
-    done = result.finished or result.diverged
-    if done and params is not None and result.strategy.params != params:
-        changed = sorted(k for k in params if result.strategy.params.get(k) != params[k])
-        raise MixbenchError(f"{path} was run with other {result.strategy.name} hyperparameters "
-                            f"({', '.join(changed) or 'a different set'}); use another --out or delete it")
-    return done
+    if not (result.finished or result.diverged):
+        return False
+    changed = settings.differences(result)
+    if changed and keep:
+        raise MixbenchError(f"{path} ran with other settings ({', '.join(changed)}); "
+                            f"drop --keep-cells to rerun it, or use another --out")
+    if changed:
+        click.echo(f"rerunning {path}: it ran with other settings ({', '.join(changed)})", err=True)
+    return not changed
 
 
 def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
              overrides: dict, embedder_name: str, hyperparameters: dict | None = None, use_mlflow: bool,
-             experiment: str, progress: bool) -> list[Path]:
+             experiment: str, progress: bool, keep_cells: bool = False) -> list[Path]:
     """Run every missing cell; returns the result paths of the whole grid. `overrides` are
     training settings on top of the task's budget (the seed comes from the cell);
-    `hyperparameters` {algo: {name: value}} those of the strategies."""
+    `hyperparameters` {algo: {name: value}} those of the strategies. A finished cell made with
+    other settings is rerun, or with `keep_cells` refused."""
     from mixbench import registry
     from mixbench.experiments.run import EXIT_DIVERGED, RunRequest, execute
     from mixbench.storage.atomic import check_writable
@@ -87,7 +121,15 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     cells = [Cell(a, d, s) for a in algos for d in specs[a] for s in seeds]
     paths = [result_path(out_dir, task_name, c.algo, c.domains.label, c.seed) for c in cells]
     check_writable(Path(out_dir) / task_name)
-    todo = [(c, p) for c, p in zip(cells, paths) if not finished(p, strategies[c.algo].get_params())]
+    version = task.info().version
+
+    def settings(cell: Cell) -> CellSettings:
+        return CellSettings(config=config.override(seed=cell.seed).to_dict(),
+                            params=strategies[cell.algo].get_params(),
+                            embedder=embedder_name if cell.domains.method == "regroup" else None,
+                            task_version=version)
+
+    todo = [(c, p) for c, p in zip(cells, paths) if not done(p, settings(c), keep_cells)]
     click.echo(f"compare {task_name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
                f"{len(todo)} to run", err=True)
     parent = _parent_tracker(task_name, algos, domain_specs or ["default"], seeds, experiment) \
