@@ -17,6 +17,13 @@ import numpy as np
 from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
 
+# The tokenizer reads a whole text before the model keeps its first `max_tokens` pieces: a 100 MB
+# row would cost gigabytes. So each text is cut first, to what those pieces can cover: BERT's
+# WordPiece turns any word over 100 characters into one [UNK], so no piece spans more than 100
+# characters, and the kept pieces (hence the vectors and the cache) are unchanged by the cut (a run of
+# over 100 spaces could make a difference; it carries no meaning).
+CHARS_PER_PIECE = 100
+
 
 @dataclass(kw_only=True, eq=False)
 class MiniLM(Embedder):
@@ -44,6 +51,7 @@ class MiniLM(Embedder):
         return self.model_
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        vectors = self._model().encode(list(texts), batch_size=self.batch_size, show_progress_bar=progress,
+        heads = [text[: self.max_tokens * CHARS_PER_PIECE] for text in texts]
+        vectors = self._model().encode(heads, batch_size=self.batch_size, show_progress_bar=progress,
                                        normalize_embeddings=True, convert_to_numpy=True)
         return vectors.astype(np.float32)

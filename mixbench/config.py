@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from mixbench.errors import MixbenchError
 
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# Seeds reach numpy's and scikit-learn's generators, which take unsigned 32-bit integers only.
+SEED_MAX = 2**32 - 1
+# The models trained from scratch learn one position embedding per token of the sequence, and
+# attention costs its square: past this a run only allocates until the machine gives out. (An HF
+# model's limit is its own position table, checked when it runs.)
+SCRATCH_MODELS = ("gpt", "clip")
+MAX_SCRATCH_SEQ_LEN = 8192
 
 
 class ConfigError(MixbenchError, ValueError):
@@ -52,8 +59,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ConfigError(f"{option(name)} must be positive, got {value!r}")
-        if not _is_int(self.seed):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        check_seed(self.seed)
         if self.steps_per_round > self.steps:
             raise ConfigError(f"steps-per-round ({self.steps_per_round}) is larger than steps ({self.steps})")
         if self.n_embd % self.n_head:
@@ -68,6 +74,9 @@ class TrainConfig:
             raise ConfigError(f"warmup-fraction must be in [0, 1), got {self.warmup_fraction!r}")
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"model must be a model name or a directory, got {self.model!r}")
+        if self.model in SCRATCH_MODELS and self.seq_len > MAX_SCRATCH_SEQ_LEN:
+            raise ConfigError(f"seq-len must be at most {MAX_SCRATCH_SEQ_LEN} for --model {self.model}, "
+                              f"got {self.seq_len}")
         if not isinstance(self.device, str) or not DEVICE.match(self.device):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
 
@@ -90,6 +99,14 @@ class TrainConfig:
         """From `to_dict()` output; keys this version does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """`value` if it is a seed every generator accepts (0 to 2**32 - 1), else a ConfigError: the
+    one check behind every seed option (run, compare, regroup, theory)."""
+    if not (_is_int(value) and 0 <= value <= SEED_MAX):
+        raise ConfigError(f"{name} must be an integer from 0 to {SEED_MAX}, got {value!r}")
+    return value
 
 
 def option(name: str) -> str:

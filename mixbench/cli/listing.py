@@ -14,15 +14,26 @@ def list_cmd():
     """List strategies, embedders and tasks, with where each comes from."""
     from mixbench import registry
 
-    click.echo("strategies:")
-    for entry in registry.strategies.entries():
-        click.echo("\n".join(_strategy_lines(entry)))
-    click.echo("embedders:")
-    for entry in registry.embedders.entries():
-        click.echo(f"  {entry.name:<12} {entry.obj.summary()}  [{entry.origin}]")
-    click.echo("tasks:")
-    for entry in registry.tasks.entries():
-        click.echo("\n".join(_task_lines(entry)))
+    for title, reg, describe in (("strategies", registry.strategies, _strategy_lines),
+                                 ("embedders", registry.embedders, _embedder_lines),
+                                 ("tasks", registry.tasks, _task_lines)):
+        click.echo(f"{title}:")
+        for entry in reg.entries():
+            click.echo("\n".join(_guarded(describe, entry)))
+
+
+def _guarded(describe, entry, width: int = 100) -> list[str]:
+    """`describe(entry)`, or, when the plugin's own code raises (or exits) while describing itself,
+    its name, origin and what went wrong: one broken plugin never hides the others."""
+    try:
+        return describe(entry)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - plugin code: summary(), a task's status(), ...
+        return (_wrap(f"{entry.name:<12} cannot describe itself: {type(exc).__name__}: {exc}", "  ", _INDENT, width)
+                + _wrap(_keep_whole(f"[{entry.origin}]"), _INDENT, _INDENT, width))
+
+
+def _embedder_lines(entry) -> list[str]:
+    return [f"  {entry.name:<12} {entry.obj.summary()}  [{entry.origin}]"]
 
 
 def _strategy_lines(entry, width: int = 100) -> list[str]:

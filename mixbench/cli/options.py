@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import os
+import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -62,5 +65,29 @@ def output_options(*, experiment: str, out_help: str) -> Decorator:
         click.option("--mlflow/--no-mlflow", "use_mlflow", default=True, show_default=True,
                      help="Log to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."),
         click.option("--experiment", default=experiment, show_default=True, help="MLflow experiment name."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
+        click.option("--progress/--no-progress", default=True, show_default=True, callback=_quiet_unless_progress,
+                     help="Progress bars on stderr (the libraries' own too)."),
     ])
+
+
+def _quiet_unless_progress(ctx, param, progress: bool) -> bool:
+    """--no-progress silences the libraries mixbench drives as well as its own bars: the model
+    loading bars of transformers / huggingface_hub and MLflow's INFO lines."""
+    if not progress:
+        quiet_libraries()
+    return progress
+
+
+def quiet_libraries() -> None:
+    # Both libraries read this when imported (the commands import them later, lazily)...
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    # ...and one already imported is told directly.
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    # MLflow sets its logger's level from this when imported (INFO without it); its database
+    # migrations log through alembic.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)

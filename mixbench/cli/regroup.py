@@ -6,6 +6,7 @@ import click
 
 from mixbench.cli.errors import user_errors
 from mixbench.cli.options import embedder_option, output_options, task_option
+from mixbench.config import check_seed
 from mixbench.errors import MixbenchError
 
 
@@ -28,6 +29,7 @@ def regroup_cmd(task, k_spec, embedder, sample, seed, out_dir, use_mlflow, exper
     from mixbench.regroup.clustering import parse_k
     from mixbench.storage.atomic import check_writable
 
+    check_seed(seed)
     try:
         ks = parse_k(k_spec)
     except ValueError as exc:

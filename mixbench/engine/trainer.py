@@ -169,9 +169,15 @@ def train(
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise MixbenchError(f"device must be auto, cpu or cuda[:N], got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MixbenchError("--device cuda was asked for but no CUDA device is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise MixbenchError(f"--device {name}: there is no such CUDA device "
+                            f"({torch.cuda.device_count()} visible: cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 

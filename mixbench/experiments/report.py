@@ -19,7 +19,7 @@ from mixbench.experiments.plots import plot_curves, plot_mixture
 from mixbench.experiments.results import RunResult, is_run_result
 from mixbench.experiments.summary import curve_metrics, summarize
 from mixbench.experiments.tables import format_markdown
-from mixbench.storage.atomic import write_text
+from mixbench.storage.atomic import check_writable, write_atomic, write_text
 
 # The paper's Table 1 overhead ranges (% of training FLOPs): a different model and data, for scale.
 PAPER_TABLE1 = {"rnb": "0.0006 – 0.1", "dga": "0.4 – 1601", "skillit": "14 – 6e7", "aioli": "62 – 7e6"}
@@ -31,7 +31,7 @@ def load_results(directory: Path) -> tuple[list[RunResult], list[dict]]:
         raise MixbenchError(f"{directory} is not a directory")
     runs, sweeps = [], []
     for path in sorted(directory.rglob("*.json")):
-        if "report" in path.relative_to(directory).parts:
+        if "report" in path.relative_to(directory).parts or not path.is_file():   # a folder named *.json
             continue
         try:
             payload = json.loads(path.read_text())
@@ -53,11 +53,10 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     runs, sweeps = load_results(Path(directory))
     finished = [r for r in runs if r.finished]
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out, out / "report.md", out / "report.html")   # before any plot is drawn
     sections: list[tuple[str, str, str | None]] = []  # (title, markdown text, image file)
 
     if finished or any(r.diverged for r in runs):
@@ -65,14 +64,12 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
     if finished:
         table = summarize(finished)
         fig = plot_curves(finished)
-        fig.savefig(out / "eval_loss.png", dpi=110)
-        plt.close(fig)
+        save_png(fig, out / "eval_loss.png")
         sections.append(("Eval loss during training", "Mean over seeds; the band spans min to max.",
                          "eval_loss.png"))
         for metric in curve_metrics(finished):   # image-text: zero-shot retrieval
             fig = plot_curves(finished, metric)
-            fig.savefig(out / f"{metric}.png", dpi=110)
-            plt.close(fig)
+            save_png(fig, out / f"{metric}.png")
             sections.append((f"{metric} during training", "Mean over seeds; the band spans min to max.",
                              f"{metric}.png"))
         for r in _first_seed_per_group(finished):
@@ -104,6 +101,17 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
     return md_path, html_path
 
 
+def save_png(fig, path: Path) -> None:
+    """The figure as a PNG, written like every other file (atomic, the umask's mode, one line if it
+    cannot be), then closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
 def _first_seed_per_group(results: list[RunResult]) -> list[RunResult]:
     chosen = {}
     for r in sorted(results, key=lambda r: r.seed):
@@ -123,8 +131,7 @@ def _gram_heatmap(result: RunResult, path: Path) -> None:
     ax.set_title("Gram of per-domain mean final-layer gradients")
     fig.colorbar(image, ax=ax, label="<g_i, g_j> / (n_i n_j)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _overhead_bars(table, path: Path) -> None:
@@ -141,8 +148,7 @@ def _overhead_bars(table, path: Path) -> None:
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{row.overhead_flops_pct:.3g}%",
                 ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _k_sweep(sweep: dict, runs: list[RunResult], path: Path) -> None:
@@ -166,8 +172,7 @@ def _k_sweep(sweep: dict, runs: list[RunResult], path: Path) -> None:
     ax.axvline(sweep["k"], color="gray", ls="--", lw=1)
     ax.set_title(f"regroup {sweep['task']}: silhouette against k (chosen k = {sweep['k']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _markdown(directory: Path, sections) -> str:

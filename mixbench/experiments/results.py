@@ -233,13 +233,15 @@ class RunResult:
     def from_json(cls, payload: dict) -> RunResult:
         """Raises MixbenchError naming what is wrong when `payload` is not a mixbench result."""
         if not is_run_result(payload):
-            raise MixbenchError("not a mixbench run result (no schema_version, status and rounds)")
+            raise MixbenchError("not a mixbench run result (a JSON object with schema_version, status and rounds)")
+        if not isinstance(payload["schema_version"], int):
+            raise MixbenchError(f"malformed results (schema_version {payload['schema_version']!r})")
         if payload["schema_version"] > SCHEMA_VERSION:
             raise MixbenchError(f"written by a newer mixbench (results schema {payload['schema_version']}, "
                                 f"this version reads up to {SCHEMA_VERSION})")
         try:
             return cls._from_current(_upgrade(payload))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:   # a field of the wrong type
             raise MixbenchError(f"malformed results ({type(exc).__name__}: {exc})") from None
 
     @classmethod

@@ -19,11 +19,16 @@ class HFCausalLM(nn.Module):
         super().__init__()
         self.model = model
         self.head = model.get_output_embeddings()
+        # Past its position table a model indexes out of range (or silently extrapolates).
+        self.max_seq_len = getattr(model.config, "max_position_embeddings", None)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     def forward(self, idx):
+        if self.max_seq_len is not None and idx.shape[-1] > self.max_seq_len:
+            raise MixbenchError(f"--seq-len {idx.shape[-1]} is longer than this model's {self.max_seq_len} positions: "
+                                f"use --seq-len {self.max_seq_len} or less")
         return self.model(input_ids=idx, use_cache=False).logits
 
 
@@ -49,6 +54,17 @@ def load_causal_lm(path: Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise MixbenchError(f"cannot load an HF causal LM from {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt, truncated or unsafe (pickled code) checkpoint
+        raise MixbenchError(f"cannot load an HF causal LM from {path}: {_reason(exc)}") from None
     return HFCausalLM(model), HFTokenizer(tokenizer)
+
+
+def _reason(exc: Exception) -> str:
+    """Why a checkpoint did not load, in one line."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):   # torch's own text advises turning the safety off
+        return ("its pickled checkpoint holds more than weights and is refused (only plain tensors are loaded); "
+                "convert it to safetensors from a copy you trust")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else 'no details'}"

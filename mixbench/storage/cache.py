@@ -39,5 +39,5 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
 def save_npz(path: Path, **arrays) -> None:
     try:
         write_atomic(path, lambda f: np.savez(f, **arrays))
-    except OSError as exc:
-        log.warning("could not write the cache entry %s: %s", path, exc.strerror or exc)
+    except OSError as exc:   # write_atomic's one-line UnwritableOutput names the path already
+        log.warning("%s (a cache entry: the next run computes it again)", exc)
