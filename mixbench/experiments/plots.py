@@ -9,6 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from mixbench.experiments.results import RunResult
+from mixbench.storage.atomic import write_atomic
+
+
+def save_png(fig, path: Path) -> None:
+    """The figure as a PNG, written like every other file (atomic, the umask's mode, one line if it
+    cannot be), then closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
 
 
 def plot_mixture(per_round: list[list[float]], domains: list[str], path: Path, title: str) -> Path:
@@ -38,8 +50,7 @@ def plot_mixture(per_round: list[list[float]], domains: list[str], path: Path, t
         ax.text(1.01, 0.5, f"{p.shape[1]} domains\n(see results JSON)", transform=ax.transAxes,
                 va="center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
     return path
 
 
@@ -63,8 +74,7 @@ def plot_k_sweep(sweep: list[dict], chosen_k: int, path: Path, title: str) -> Pa
     ax.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=8)
     ax.set_title(f"{title} (chosen k = {chosen_k})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
     return path
 
 

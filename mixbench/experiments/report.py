@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from mixbench.errors import MixbenchError
-from mixbench.experiments.plots import plot_curves, plot_mixture
+from mixbench.experiments.plots import plot_curves, plot_mixture, save_png
 from mixbench.experiments.results import RunResult, is_run_result
 from mixbench.experiments.summary import curve_metrics, summarize
 from mixbench.experiments.tables import format_markdown
-from mixbench.storage.atomic import check_writable, write_atomic, write_text
+from mixbench.storage.atomic import check_writable, write_text
 
 # The paper's Table 1 overhead ranges (% of training FLOPs): a different model and data, for scale.
 PAPER_TABLE1 = {"rnb": "0.0006 – 0.1", "dga": "0.4 – 1601", "skillit": "14 – 6e7", "aioli": "62 – 7e6"}
@@ -99,17 +99,6 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
     write_text(md_path, _markdown(directory, sections))
     write_text(html_path, _html(directory, sections))
     return md_path, html_path
-
-
-def save_png(fig, path: Path) -> None:
-    """The figure as a PNG, written like every other file (atomic, the umask's mode, one line if it
-    cannot be), then closed."""
-    import matplotlib.pyplot as plt
-
-    try:
-        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
 
 
 def _first_seed_per_group(results: list[RunResult]) -> list[RunResult]:
