@@ -4,12 +4,14 @@ inside the commands, so `mixbench --help` and bad input answer at once."""
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 
 import click
 
 from mixbench.cli.compare import compare_cmd
+from mixbench.cli.errors import user_errors
 from mixbench.cli.listing import list_cmd
 from mixbench.cli.regroup import regroup_cmd
 from mixbench.cli.report import report_cmd
@@ -48,11 +50,38 @@ def _register_theory() -> None:
     # The theory checks live in their own package (theory/); their command joins the CLI here.
     from theory.cli import theory_cmd
 
+    theory_cmd.callback = user_errors(theory_cmd.callback)   # one `error:` line, as every command
     cli.add_command(theory_cmd)
 
 
 _register_theory()
 
 
+def _interrupt_on_termination() -> None:
+    """SIGTERM (`kill`, `timeout`, schedulers) and SIGHUP (a closed terminal) end a command the way
+    Ctrl-C does, as a KeyboardInterrupt: every command already handles that by saving what it has
+    (status "interrupted") and closing its MLflow runs as KILLED. A repeat of either signal is
+    ignored so it cannot cut that saving short (SIGKILL still ends the process at once); a signal
+    the caller ignores (`nohup`) stays ignored."""
+
+    received = []
+
+    def interrupt(signum, frame):
+        # Stays installed and does nothing on repeats: swapping in SIG_IGN here would make Python
+        # raise for a repeat that arrived before this ran ("Signal 15 ignored due to race condition").
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for name in _TERMINATION_SIGNALS:
+        number = getattr(signal, name)
+        if signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, interrupt)
+
+
+_TERMINATION_SIGNALS = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]   # no SIGHUP on Windows
+
+
 def main() -> None:
+    _interrupt_on_termination()
     cli()

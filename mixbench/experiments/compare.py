@@ -134,6 +134,9 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
                f"{len(todo)} to run", err=True)
     parent = _parent_tracker(task_name, algos, domain_specs or ["default"], seeds, experiment) \
         if use_mlflow and todo else None
+    # The cells are tracked as the parent's children; if the parent could not start, neither would
+    # they (one warning said so), and the grid runs untracked.
+    cells_tracked = parent is not None and parent.active
     embedders = {}
     try:
         for i, (cell, _) in enumerate(todo, 1):
@@ -143,29 +146,37 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
                 embedders[embedder_name] = registry.embedders.create(embedder_name)
             code = execute(RunRequest(
                 algo=cell.algo, strategy=strategy, task_name=task_name, task=task,
-                config=config.override(seed=cell.seed), out_dir=out_dir, use_mlflow=use_mlflow,
+                config=config.override(seed=cell.seed), out_dir=out_dir, use_mlflow=cells_tracked,
                 experiment=experiment, progress=progress, domains=cell.domains,
                 embedder_name=embedder_name, embedder=embedders.get(embedder_name),
-                parent_run_id=parent.run_id if parent else None, quiet=True))
+                parent_run_id=parent.run_id if cells_tracked else None, quiet=True))
             if code == EXIT_DIVERGED:   # recorded as diverged; the other cells still run
                 click.echo(f"  {cell.algo} · seed {cell.seed} diverged (see its results file); going on", err=True)
             elif code != 0:
                 raise KeyboardInterrupt
+        if parent is not None:
+            _log_summary(parent, paths)
+            parent.finish("FINISHED")
     except KeyboardInterrupt:
         if parent is not None:
             parent.finish("KILLED")
         click.echo("compare interrupted: finished cells are kept; rerun the same command to finish the rest",
                    err=True)
         raise SystemExit(130) from None
-    if parent is not None:
-        from mixbench.experiments.plots import plot_curves
-        from mixbench.experiments.summary import summarize
-
-        results = [RunResult.load(p) for p in paths]
-        parent.client.log_table(parent.run_id, data=summarize(results), artifact_file="summary.json")
-        parent.client.log_figure(parent.run_id, plot_curves(results), "eval_loss.png")
-        parent.finish("FINISHED")
+    except BaseException:   # whatever ends the grid, its MLflow run is not left RUNNING
+        if parent is not None:
+            parent.finish("FAILED")
+        raise
     return paths
+
+
+def _log_summary(parent, paths: list[Path]) -> None:
+    from mixbench.experiments.plots import plot_curves
+    from mixbench.experiments.summary import summarize
+
+    results = [RunResult.load(p) for p in paths]
+    parent.log_table(summarize(results), "summary.json")
+    parent.log_figure(plot_curves(results), "eval_loss.png")
 
 
 def _parent_tracker(task_name, algos, domain_specs, seeds, experiment):

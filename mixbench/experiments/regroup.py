@@ -63,4 +63,5 @@ def _log(task_name, embedder_name, seed, grouping, experiment, artifacts) -> Non
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.finish("FINISHED")
-    click.echo(f"mlflow: run {tracker.run_id} at {tracker.tracking_uri}")
+    if tracker.active:   # tracking that failed has already said so
+        click.echo(f"mlflow: run {tracker.run_id} at {tracker.tracking_uri}")

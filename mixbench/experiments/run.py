@@ -55,24 +55,15 @@ def execute(req: RunRequest) -> int:
 
     cfg = req.config
     path = result_path(req.out_dir, req.task_name, req.algo, req.domains.label, cfg.seed)
-    check_writable(path.parent)
+    check_writable(path.parent, path)   # before any training: a folder where the results go is refused now
     info = req.task.info()
-    data = req.task.load()
-    # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
-    # so runs on original and regrouped domains are scored on the very same examples.
-    original_eval_domains = [e.domain for e in data.eval]
-    eval_rows = select_eval_subset(np.array(original_eval_domains), cfg.eval_per_domain)
-    reference = EvalReference.of(original_eval_domains)   # and scored by them, too
-    domains = DomainsRecord(method="original", names=[])
-    if req.domains.method == "regroup":
-        data, domains = _regroup(req, data, info)
-    data.require_eval_in_train()
-
-    tracker = _start_tracker(req, cfg) if req.use_mlflow else None
+    tracker, domains = None, DomainsRecord(method="original", names=[])
     history, status, error, started_at = RunHistory(), "failed", None, now()
-    try:
+    try:   # from loading on: an interrupt while the task loads or regroups still leaves its results file
+        data, domains, eval_rows, reference = _load(req, info)
+        tracker = _start_tracker(req, cfg) if req.use_mlflow else None
         callbacks = []
-        if tracker is not None:
+        if tracker is not None and tracker.active:
             from mixbench.experiments.tracking import RoundLogger
 
             tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains))
@@ -80,8 +71,8 @@ def execute(req: RunRequest) -> int:
         train(data, req.strategy, cfg, history=history, progress=req.progress, eval_rows=eval_rows,
               reference=reference, callbacks=callbacks)
         status = "finished"
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the user"
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP as the command line turns them into one
+        status, error = "interrupted", f"interrupted by {exc.args[0] if exc.args else 'the user'}"
     except TrainingDiverged as exc:
         status, error = "diverged", str(exc)
     except MixbenchError as exc:
@@ -110,11 +101,27 @@ def execute(req: RunRequest) -> int:
                        err=True)
     if status == "diverged":
         return EXIT_DIVERGED
-    if not req.quiet:
+    # A run stopped before its first evaluation has no losses to show: the line above said where it went.
+    if not req.quiet and history.initial_eval_losses:
         from mixbench.experiments.run_summary import print_summary
 
-        print_summary(result, path, tracker)
+        print_summary(result, path, tracker if tracker is not None and tracker.active else None)
     return 0 if status == "finished" else EXIT_INTERRUPTED
+
+
+def _load(req: RunRequest, info):
+    """The task's data (regrouped if asked), its domains record, and the eval rows scored and how."""
+    data = req.task.load()
+    # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
+    # so runs on original and regrouped domains are scored on the very same examples.
+    original_eval_domains = [e.domain for e in data.eval]
+    eval_rows = select_eval_subset(np.array(original_eval_domains), req.config.eval_per_domain)
+    reference = EvalReference.of(original_eval_domains)   # and scored by them, too
+    domains = DomainsRecord(method="original", names=[])
+    if req.domains.method == "regroup":
+        data, domains = _regroup(req, data, info)
+    data.require_eval_in_train()
+    return data, domains, eval_rows, reference
 
 
 def _start_tracker(req: RunRequest, cfg: TrainConfig):

@@ -4,22 +4,38 @@ The fluent `mlflow.*` API keeps global state (active run, cached experiment, env
 client object keeps none, so runs in one process (tests, compare grids) cannot leak into
 each other. With no tracking URI given, MLflow's own default applies (MLFLOW_TRACKING_URI if
 set, else sqlite `mlflow.db` in the working directory).
+
+Tracking never costs the training: a failed MLflow call is retried briefly, then the tracker
+warns once and goes offline (every later call does nothing), and the run goes on with its
+results JSON as the record. A tracking server that does not answer within seconds is found
+before the run starts, with the same one warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.history import RoundRecord
 from mixbench.engine.state import StepResult
-from mixbench.errors import MixbenchError
+
+log = logging.getLogger(__name__)
 
 _METRIC_BATCH = 500
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :]")
+_RETRY_DELAYS_S = (0.5, 2.0)     # waits before retrying a failed call: a busy database clears, a broken one doesn't
+_SERVER_TIMEOUT_S = 5            # how long the up-front check waits for a tracking server
+# MLflow's own HTTP retries (7, 120 s timeouts, backoff 2) take minutes per call on a dead server;
+# these apply unless the user set them.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_HOST, _PID = "mixbench.host", "mixbench.pid"    # tags naming the process that owns a run
 
 
 def metric_key(prefix: str, index: int, domain: str) -> str:
@@ -28,34 +44,72 @@ def metric_key(prefix: str, index: int, domain: str) -> str:
 
 
 class MlflowTracker:
+    """One MLflow run. `active` is False once tracking has failed (or never started): the
+    methods then do nothing."""
+
     def __init__(self, experiment: str = "mixbench", tracking_uri: str | None = None,
                  run_name: str | None = None, tags: dict | None = None):
-        from mlflow.exceptions import MlflowException
+        import mlflow
+
+        # mlflow sets its own logger to INFO on import: its migration chatter is noise, and its
+        # failures (logged with tracebacks) reach the user as this tracker's one warning.
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        self.client = self.experiment_id = self.run_id = None
+        self.active = True
+        self._pending = []
+        unreachable = _unreachable_server(self.tracking_uri)
+        if unreachable:
+            self._go_offline(unreachable)
+            return
+        self._retrying(self._start, experiment, run_name, tags or {})
+
+    def _start(self, experiment: str, run_name: str | None, tags: dict) -> None:
         from mlflow.tracking import MlflowClient
 
-        # mlflow sets its own logger to INFO on import; its database-migration chatter is noise here.
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        with _first_contact_lock(self.tracking_uri):
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+            self.experiment_id = _experiment_id(self.client, experiment)
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri)
-            found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags or {})
-        except MlflowException as exc:
-            raise MixbenchError(f"MLflow tracking failed: {str(exc).splitlines()[0]}") from None
-        self.run_id = run.info.run_id
-        self.tracking_uri = self.client._tracking_client.tracking_uri
+            _close_runs_of_dead_processes(self.client, self.experiment_id)
+        except Exception as exc:   # tidying up after others must not cost this run its tracking
+            log.debug("could not look for runs left RUNNING: %s", exc)
+        owner = {_HOST: socket.gethostname(), _PID: str(os.getpid())}
+        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={**tags, **owner}).info.run_id
+
+    def _call(self, method: str, *args, **kwargs):
+        """The MlflowClient's `method`(*args, **kwargs) while the tracker is active."""
+        if self.active:
+            self._retrying(getattr(self.client, method), *args, **kwargs)
+
+    def _retrying(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs), retried briefly; if it still fails, one warning and the tracker goes offline."""
+        for delay in (*_RETRY_DELAYS_S, None):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:   # any MLflow failure (store, network, artifact disk) is one kind here
+                if delay is None:
+                    self._go_offline(_root_cause(exc))
+                    return None
+                time.sleep(delay)
+
+    def _go_offline(self, reason: str) -> None:
+        self.active = False
         self._pending = []
+        log.warning("MLflow tracking failed (%s); training goes on without it, the results JSON is the record", reason)
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
+            self._call("log_batch", self.run_id, params=items[start:start + 100])
 
     def log_metric(self, key: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
 
+        if not self.active:
+            return
         if value == value and value not in (float("inf"), float("-inf")):  # MLflow rejects NaN/inf
             self._pending.append(Metric(key, float(value), int(time.time() * 1000), step))
         if len(self._pending) >= _METRIC_BATCH:
@@ -66,18 +120,30 @@ class MlflowTracker:
             self.log_metric(key, value, step)
 
     def flush(self) -> None:
-        for start in range(0, len(self._pending), 1000):
-            self.client.log_batch(self.run_id, metrics=self._pending[start:start + 1000])
-        self._pending = []
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), 1000):
+            self._call("log_batch", self.run_id, metrics=pending[start:start + 1000])
 
     def log_artifact(self, path: Path) -> None:
         self.flush()
-        self.client.log_artifact(self.run_id, str(path))
+        self._call("log_artifact", self.run_id, str(path))
+
+    def log_table(self, data, artifact_file: str) -> None:
+        self._call("log_table", self.run_id, data=data, artifact_file=artifact_file)
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        self._call("log_figure", self.run_id, figure, artifact_file)
 
     def finish(self, status: str) -> None:
         """status: FINISHED, FAILED or KILLED."""
         self.flush()
-        self.client.set_terminated(self.run_id, status=status)
+        if self.active:
+            self._call("set_terminated", self.run_id, status=status)
+        elif self.run_id is not None:
+            # Offline since mid-run: one quiet try to close the run (the failure may have passed);
+            # if it fails, the next start on this host marks it KILLED.
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(self.run_id, status=status)
 
 
 class RoundLogger(TrainCallback):
@@ -99,3 +165,100 @@ class RoundLogger(TrainCallback):
             metrics[metric_key("p", i, d)] = record.mixture[i]
         self.tracker.log_metrics(metrics, step=record.step)
         self.tracker.flush()
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception of the chain, in one line: MLflow wraps the telling one
+    (`no such table`, `Connection refused`) in layers of its own."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _experiment_id(client, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:   # another process created it since: a tracking server has no lock to share
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+@contextlib.contextmanager
+def _first_contact_lock(tracking_uri: str):
+    """MLflow creates and migrates a sqlite store's schema on first contact, and two processes
+    doing it at once break each other (`table already exists`, `duplicate column name`): the
+    first contact waits on a file lock next to the database."""
+    database = _sqlite_path(tracking_uri)
+    try:
+        import fcntl
+
+        handle = open(f"{database}.lock", "a") if database else None
+    except (ImportError, OSError):   # no flock (Windows) or no writable folder: MLflow reports its own error
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_path(tracking_uri: str) -> str | None:
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    return database if database and database != ":memory:" else None
+
+
+def _unreachable_server(tracking_uri: str) -> str | None:
+    """Why the tracking server at `tracking_uri` cannot be used (None: not a server, or it answers)."""
+    if urlparse(tracking_uri).scheme not in ("http", "https"):
+        return None
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    import requests
+
+    try:
+        requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=_SERVER_TIMEOUT_S)
+    except requests.RequestException as exc:
+        return f"no answer from the tracking server {tracking_uri} within {_SERVER_TIMEOUT_S} s: {type(exc).__name__}"
+    return None
+
+
+def _close_runs_of_dead_processes(client, experiment_id: str) -> None:
+    """Runs of this experiment left RUNNING by a process of this host that no longer exists (killed
+    with SIGKILL, or the machine lost power) are marked KILLED, with one line saying so."""
+    query = f"attributes.status = 'RUNNING' and tags.`{_HOST}` = '{socket.gethostname()}'"
+    stale = [run for run in client.search_runs([experiment_id], filter_string=query, max_results=1000)
+             if not _process_alive(run.data.tags.get(_PID, ""))]
+    for run in stale:
+        client.set_terminated(run.info.run_id, status="KILLED")
+    if stale:
+        log.warning("marked %d MLflow run(s) of this experiment KILLED: the process running them ended without "
+                    "closing them (%s)", len(stale), ", ".join(run.info.run_id for run in stale))
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether process `pid` exists; an unreadable pid counts as alive (its run is left alone)."""
+    if not pid.isdigit() or int(pid) <= 0:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # exists, owned by someone else
+        return True
+    return True
