@@ -70,7 +70,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, Probe
 from mixbench.simplex import exponentiated_update
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, check_scratch_steps
 
 LR_START = 1e-7   # where the reference's warm-up starts (src/trainer.py:275)
 
@@ -148,6 +148,7 @@ class DoGE(MixingStrategy):
     def start(self, ctx: RunContext) -> Mixture:
         self.check_params()
         self.proxy_steps_ = int(self.proxy_steps) or ctx.total_steps
+        check_scratch_steps("doge: proxy-steps", self.proxy_steps_, ctx.total_steps)
         self.alpha_ = np.full(ctx.num_domains, 1.0 / ctx.num_domains)   # the proxy's last α
         self.mixture_ = Mixture.uniform(ctx.num_domains)
         return self.mixture_

@@ -93,7 +93,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, Probe
 from mixbench.simplex import exponentiated_update
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, check_scratch_steps
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,8 @@ class DoReMi(MixingStrategy):
         m = ctx.num_domains
         self.reference_steps_ = int(self.reference_steps) or ctx.total_steps
         self.proxy_steps_ = int(self.proxy_steps) or ctx.total_steps
+        check_scratch_steps("doremi: reference-steps", self.reference_steps_, ctx.total_steps)
+        check_scratch_steps("doremi: proxy-steps", self.proxy_steps_, ctx.total_steps)
         self.baseline_ = (Mixture.proportional(ctx.train_sizes) if self.reference_mixture == "static"
                           else Mixture.uniform(m))
         self.sampling_ = Mixture.uniform(m)           # the proxy's batches (pile_uniform.json)

@@ -76,7 +76,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
 from mixbench.simplex import softmax
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal, check_scratch_steps
 
 
 def skills_graph(before: np.ndarray, after: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -131,6 +131,7 @@ class SkillIt(MixingStrategy):
         self.check_params()
         m = ctx.num_domains
         self.graph_steps_ = self.graph_steps(ctx.total_steps)
+        check_scratch_steps("skillit: graph runs (graph-fraction × steps)", self.graph_steps_, ctx.total_steps)
         self.graph_ = np.eye(m)      # until prepare() learns it: each skill helps only itself
         self.start_losses_ = []      # the eval losses at the starts of the last `window` rounds
         self.mixture_ = Mixture(skillit_mixture(self.graph_, np.ones(m), self.eta))

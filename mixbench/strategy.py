@@ -153,6 +153,18 @@ class MixingStrategy(Plugin, ABC):
             setattr(self, key, copy.deepcopy(value))
 
 
+# A scratch run (a skills-graph run, a reference or proxy model) longer than this many times the
+# run itself is a typo, not a setting: refused in one line rather than left to run for days.
+MAX_SCRATCH_RUNS = 10
+
+
+def check_scratch_steps(name: str, steps: int, total_steps: int) -> None:
+    """Raise ValueError if a scratch run of `steps` steps is longer than MAX_SCRATCH_RUNS × the run."""
+    if steps > MAX_SCRATCH_RUNS * total_steps:
+        raise ValueError(f"{name} ({steps} steps) must be at most {MAX_SCRATCH_RUNS} × the run's "
+                         f"{total_steps} steps")
+
+
 class FixedMixtureStrategy(MixingStrategy):
     """A mixture chosen once, from what is known before training, and kept for the whole run: it
     needs no signal and costs nothing. Subclasses implement `choose`."""

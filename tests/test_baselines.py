@@ -220,6 +220,9 @@ def test_aioli_probe_steps_count_against_the_budget(runs):
     ("aioli", ["--ema", "1.5"], "ema must be in"),
     ("dga", ["--eta", "0"], "eta must be positive"),
     ("dga", ["--ema", "1"], "ema must be in"),
+    ("skillit", ["--graph-fraction", "1e6"], "must be at most 10 × the run's"),
+    ("doremi", ["--proxy-steps", "100000"], "proxy-steps (100000 steps) must be at most 10 × the run's"),
+    ("doge", ["--proxy-steps", "100000"], "proxy-steps (100000 steps) must be at most 10 × the run's"),
 ])
 def test_bad_hyperparameters_exit_2(run_cli, algo, args, message):
     proc = run_cli("run", "--algo", algo, "--task", "synthetic", *args, "--no-mlflow", "--no-progress")
