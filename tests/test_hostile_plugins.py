@@ -24,6 +24,7 @@ hostile-summary = hostile_plugin:SummaryRaises
 hostile-exit = hostile_plugin.exits:Whatever
 hostile-nodefault = hostile_plugin:NoDefault
 hostile-positional = hostile_plugin:Positional
+hostile-crash = hostile_plugin:CrashesInUpdate
 
 [mixbench.tasks]
 hostile-status = hostile_plugin:StatusRaises
@@ -49,6 +50,13 @@ class FakeStratified(MixingStrategy):
 
     def update(self, feedback, probe):
         return feedback.mixture
+
+
+class CrashesInUpdate(FakeStratified):
+    """A strategy with a bug: its first update raises."""
+
+    def update(self, feedback, probe):
+        raise RuntimeError("update exploded")
 
 
 class SummaryRaises(FakeStratified):
@@ -214,3 +222,18 @@ def test_a_plugin_that_fails_to_construct_is_named_in_one_line(hostile_site, tmp
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: cannot create task 'hostile-init' (mixbench-hostile: hostile_plugin:InitRaises): "
                       "ValueError: constructor exploded"]
+
+
+def test_a_crashing_strategy_fails_its_cells_and_the_grid_goes_on(hostile_site, tmp_path):
+    proc = _python("import sys; sys.argv = ['mixbench', 'compare', '--task', 'synthetic', '--algos',\n"
+                   "    'hostile-crash,stratified', '--seeds', '0', '--steps', '20', '--steps-per-round', '10',\n"
+                   "    '--domains', 'original', '--no-mlflow', '--no-progress', '--out', 'out']\n"
+                   "from mixbench.cli import main; main()", hostile_site, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed: hostile-crash · original · seed 0: RuntimeError: update exploded; going on" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:] if line.strip() and " " in line}
+    assert rows["stratified"].split()[2] == "1"                      # the other cell ran and is summarised
+    assert rows["hostile-crash"].split()[2] == "0" and rows["hostile-crash"].split()[-1] == "1"   # seeds failed
+    result = json.loads((tmp_path / "out/synthetic/hostile-crash/original/seed0.json").read_text())
+    assert result["status"] == "failed" and "update exploded" in result["error"]

@@ -95,8 +95,9 @@ def done(path: Path, settings: CellSettings, keep: bool) -> bool:
 
 def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
              overrides: dict, embedder_name: str, hyperparameters: dict | None = None, use_mlflow: bool,
-             experiment: str, progress: bool, keep_cells: bool = False) -> list[Path]:
-    """Run every missing cell; returns the result paths of the whole grid. `overrides` are
+             experiment: str, progress: bool, keep_cells: bool = False) -> Grid:
+    """Run every missing cell; returns the grid's result paths and the cells that failed (a
+    strategy that crashes fails its cell; the other cells still run). `overrides` are
     training settings on top of the task's budget (the seed comes from the cell);
     `hyperparameters` {algo: {name: value}} those of the strategies. A finished cell made with
     other settings is rerun, or with `keep_cells` refused."""
@@ -137,19 +138,26 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     # The cells are tracked as the parent's children; if the parent could not start, neither would
     # they (one warning said so), and the grid runs untracked.
     cells_tracked = parent is not None and parent.active
-    embedders = {}
+    embedders, failed = {}, []
     try:
         for i, (cell, _) in enumerate(todo, 1):
             click.echo(f"[{i}/{len(todo)}] {cell.algo} · {cell.domains.label} · seed {cell.seed}", err=True)
             strategy = strategy_classes[cell.algo](**hyperparameters.get(cell.algo, {}))
             if cell.domains.method == "regroup" and embedder_name not in embedders:
                 embedders[embedder_name] = registry.embedders.create(embedder_name)
-            code = execute(RunRequest(
-                algo=cell.algo, strategy=strategy, task_name=task_name, task=task,
-                config=config.override(seed=cell.seed), out_dir=out_dir, use_mlflow=cells_tracked,
-                experiment=experiment, progress=progress, domains=cell.domains,
-                embedder_name=embedder_name, embedder=embedders.get(embedder_name),
-                parent_run_id=parent.run_id if cells_tracked else None, quiet=True))
+            try:
+                code = execute(RunRequest(
+                    algo=cell.algo, strategy=strategy, task_name=task_name, task=task,
+                    config=config.override(seed=cell.seed), out_dir=out_dir, use_mlflow=cells_tracked,
+                    experiment=experiment, progress=progress, domains=cell.domains,
+                    embedder_name=embedder_name, embedder=embedders.get(embedder_name),
+                    parent_run_id=parent.run_id if cells_tracked else None, quiet=True))
+            except MixbenchError:
+                raise
+            except Exception as exc:   # a bug in the strategy (or below): this cell fails, the rest run
+                failed.append(f"{cell.algo} · {cell.domains.label} · seed {cell.seed}: {type(exc).__name__}: {exc}")
+                click.echo(f"  failed: {failed[-1]}; going on", err=True)
+                continue
             if code == EXIT_DIVERGED:   # recorded as diverged; the other cells still run
                 click.echo(f"  {cell.algo} · seed {cell.seed} diverged (see its results file); going on", err=True)
             elif code != 0:
@@ -167,14 +175,34 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
         if parent is not None:
             parent.finish("FAILED")
         raise
-    return paths
+    return Grid(paths=paths, failed=failed)
+
+
+@dataclass(frozen=True)
+class Grid:
+    paths: list[Path]      # every cell's results file (a cell that failed early may have none)
+    failed: list[str]      # the cells that failed this time, each with its error
+
+    def results(self) -> list[RunResult]:
+        """The results of every cell that has a readable results file."""
+        return load_cells(self.paths)
+
+
+def load_cells(paths: list[Path]) -> list[RunResult]:
+    out = []
+    for path in paths:
+        try:
+            out.append(RunResult.load(path))
+        except MixbenchError:   # no file: the cell failed before its first evaluation
+            continue
+    return out
 
 
 def _log_summary(parent, paths: list[Path]) -> None:
     from mixbench.experiments.plots import plot_curves
     from mixbench.experiments.summary import summarize
 
-    results = [RunResult.load(p) for p in paths]
+    results = load_cells(paths)
     parent.log_table(summarize(results), "summary.json")
     parent.log_figure(plot_curves(results), "eval_loss.png")
 

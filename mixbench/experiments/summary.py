@@ -11,31 +11,32 @@ import pandas as pd
 from mixbench.experiments.results import RunResult
 
 BASELINE = "stratified"
+UNFINISHED = ("diverged", "failed")   # statuses a table counts per (algo, domains), beside the seeds
 
 
 def summarize(results: list[RunResult]) -> pd.DataFrame:
     """One row per (algo, domains): final eval loss (by original domains) mean ± std over seeds,
     steps to reach stratified's final loss, overhead in FLOPs and seconds, and the paired
     difference against stratified on the same seeds with a paired t-test p-value; and how many
-    seeds diverged (those have no final loss: they are counted, not averaged)."""
+    seeds diverged or failed (those have no final loss: they are counted, not averaged)."""
     from scipy import stats
 
     groups: dict[tuple[str, str], dict[int, RunResult]] = defaultdict(dict)
-    diverged: dict[tuple[str, str], int] = defaultdict(int)
+    unfinished = {status: defaultdict(int) for status in UNFINISHED}
     for r in results:
         if r.finished:
             groups[r.group][r.seed] = r
-        elif r.diverged:
-            diverged[r.group] += 1
+        elif r.status in unfinished:
+            unfinished[r.status][r.group] += 1
     rows = []
-    for algo, domains in sorted(set(groups) | set(diverged)):
+    for algo, domains in sorted(set(groups).union(*unfinished.values())):
         by_seed = groups.get((algo, domains), {})
-        if not by_seed:   # every seed diverged
+        counts = {status: unfinished[status][(algo, domains)] for status in UNFINISHED}
+        if not by_seed:   # no seed finished
             rows.append({"algo": algo, "domains": domains, "seeds": 0, "final_loss_mean": math.nan,
                          "final_loss_std": math.nan, "steps_to_stratified_final": math.nan,
                          "overhead_flops_pct": math.nan, "overhead_seconds_pct": math.nan,
-                         "diff_vs_stratified": math.nan, "paired_t_p": math.nan,
-                         "diverged": diverged[(algo, domains)]})
+                         "diff_vs_stratified": math.nan, "paired_t_p": math.nan, **counts})
             continue
         base = groups.get((BASELINE, domains)) or groups.get((BASELINE, "original")) or {}
         seeds = sorted(by_seed)
@@ -58,7 +59,7 @@ def summarize(results: list[RunResult]) -> pd.DataFrame:
             "overhead_seconds_pct": float(np.mean([o.seconds_pct if o else 0.0 for o in overhead])),
             "diff_vs_stratified": float(diffs.mean()) if diffs.size else math.nan,
             "paired_t_p": p_value,
-            "diverged": diverged[(algo, domains)],
+            **counts,
             **_task_metrics([by_seed[s] for s in seeds]),
         })
     return pd.DataFrame(rows)

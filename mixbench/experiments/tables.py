@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from mixbench.experiments.summary import metric_names
+from mixbench.experiments.summary import UNFINISHED, metric_names
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,16 @@ COLUMNS = [
 ]
 
 
-DIVERGED = Column("diverged", "seeds diverged", 8, lambda r: str(r.get("diverged", 0)))
+def _count(status: str) -> Column:
+    return Column(status, f"seeds {status}", 8, lambda r: str(r.get(status, 0)))
 
 
 def columns_of(table: pd.DataFrame) -> list[Column]:
-    """The fixed columns, one per task metric in `table`, and the diverged seeds if any."""
-    diverged = [DIVERGED] if "diverged" in table and table["diverged"].sum() > 0 else []
+    """The fixed columns, one per task metric in `table`, and the seeds that diverged or failed
+    (only when some did)."""
+    counts = [_count(s) for s in UNFINISHED if s in table and table[s].sum() > 0]
     return (COLUMNS + [Column(name, f"{name} (mean ± std)", 17, _mean_std(name)) for name in metric_names(table)]
-            + diverged)
+            + counts)
 
 
 def format_text(table: pd.DataFrame) -> str:
