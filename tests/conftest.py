@@ -1,10 +1,19 @@
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+
+def default_signals() -> None:
+    """For a child process (preexec_fn): SIGINT, SIGTERM and SIGHUP at their defaults, as for a
+    command typed at a terminal, whatever the test runner inherited (a background shell ignores
+    SIGINT, `nohup` ignores SIGHUP, and children inherit both)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def mixbench_command() -> list[str]:

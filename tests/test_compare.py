@@ -25,7 +25,7 @@ from mixbench.experiments.results import (
     TaskRecord,
 )
 from mixbench.experiments.summary import summarize
-from tests.conftest import mixbench_command
+from tests.conftest import default_signals, mixbench_command
 
 GRID = ["--task", "synthetic", "--steps", "20", "--steps-per-round", "5", "--domains", "original",
         "--no-progress"]
@@ -133,7 +133,8 @@ def test_killed_compare_resumes_only_the_missing_cells(tmp_path):
                MIXBENCH_CACHE=str(tmp_path / "cache"))
     args = mixbench_command() + ["compare", "--algos", "stratified,static", "--seeds", "0,1,2", *GRID,
                                  "--steps", "60", "--out", "out", "--no-mlflow"]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)   # Ctrl-C works, however pytest was started
     first = tmp_path / "out/synthetic/stratified/original/seed0.json"
     deadline = time.time() + 120
     while not first.exists() and time.time() < deadline:

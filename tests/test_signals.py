@@ -12,7 +12,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import mixbench_command
+from tests.conftest import default_signals, mixbench_command
 
 SHORT = ["--task", "synthetic", "--steps-per-round", "5", "--domains", "original", "--no-progress"]
 ENDLESS = [*SHORT, "--steps", "100000"]   # never finishes on its own: only a signal ends it
@@ -24,6 +24,7 @@ def env_for(tmp_path) -> dict:
 
 
 def start(tmp_path, *args, **popen) -> subprocess.Popen:
+    popen.setdefault("preexec_fn", default_signals)   # as from a terminal, however pytest was started
     return subprocess.Popen(mixbench_command() + list(args), cwd=tmp_path, env=env_for(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
