@@ -49,6 +49,16 @@ class Mixture:
         return cls(np.full(num_domains, 1.0 / num_domains))
 
     @classmethod
+    def exact(cls, weights: Iterable[float]) -> Mixture:
+        """These very weights (a checkpoint's, restored): checked as any mixture is, but not
+        renormalised, since dividing by a sum one rounding away from 1 changes the last bits."""
+        mixture = cls(weights)
+        p = np.array(weights, dtype=np.float64).reshape(-1)
+        p.setflags(write=False)
+        mixture._p = p
+        return mixture
+
+    @classmethod
     def proportional(cls, sizes: Iterable[float]) -> Mixture:
         sizes = np.asarray(sizes, dtype=np.float64)
         if sizes.sum() <= 0:

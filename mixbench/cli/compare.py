@@ -7,7 +7,7 @@ import sys
 import click
 
 from mixbench.cli.errors import user_errors
-from mixbench.cli.options import config_options, embedder_option, output_options, task_option
+from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
 
 
 @click.command("compare")
@@ -20,14 +20,16 @@ from mixbench.cli.options import config_options, embedder_option, output_options
               help="A strategy hyperparameter, e.g. --param aioli.eta=0.2 (repeatable; see `mixbench list`).")
 @click.option("--keep-cells", is_flag=True,
               help="Never replace a finished cell: one that ran with other settings is an error instead of rerun.")
+@checkpoint_options
 @embedder_option
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-compare",
                 out_help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
 @user_errors
-def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, embedder, config, out_dir, use_mlflow,
-                experiment, progress):
-    """Run strategies × domains × seeds on one task (resuming finished cells) and compare them."""
+def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, checkpoint_every, keep_checkpoints, embedder,
+                config, out_dir, use_mlflow, experiment, progress):
+    """Run strategies × domains × seeds on one task (reusing finished cells, an interrupted one going on
+    from its checkpoint) and compare them."""
     from mixbench.cli.hyperparameters import parse_param_specs
     from mixbench.experiments.compare import parse_list, parse_seeds, run_grid
     from mixbench.experiments.summary import per_domain_table, summarize
@@ -39,7 +41,8 @@ def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, embedder,
                     domain_specs=parse_list(domains_specs, "domains") if domains_specs is not None else None,
                     seeds=parse_seeds(seeds), out_dir=out_dir, overrides=config, embedder_name=embedder,
                     hyperparameters=parse_param_specs(params, algos), use_mlflow=use_mlflow,
-                    experiment=experiment, progress=progress, keep_cells=keep_cells)
+                    experiment=experiment, progress=progress, keep_cells=keep_cells,
+                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
     results = grid.results()
     table = summarize(results)
     click.echo(format_text(table))

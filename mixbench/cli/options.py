@@ -70,6 +70,17 @@ def output_options(*, experiment: str, out_help: str) -> Decorator:
     ])
 
 
+def checkpoint_options(fn):
+    """--checkpoint-every, --keep-checkpoints."""
+    return _compose([
+        click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Also checkpoint every N steps within a round (a checkpoint is written at every round "
+                          "end, and when Ctrl-C or SIGTERM stops the run) [round ends only]."),
+        click.option("--keep-checkpoints", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+                     help="Keep the last N checkpoints (the latest, then .ckpt.1, .ckpt.2, ...); 0 writes none."),
+    ])(fn)
+
+
 def _quiet_unless_progress(ctx, param, progress: bool) -> bool:
     """--no-progress silences the libraries mixbench drives as well as its own bars: the model
     loading bars of transformers / huggingface_hub and MLflow's INFO lines."""

@@ -7,13 +7,19 @@ import sys
 import click
 
 from mixbench.cli.errors import user_errors
-from mixbench.cli.options import config_options, embedder_option, output_options, task_option
+from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
 from mixbench.errors import MixbenchError
 
 
 @click.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                epilog="Strategy hyperparameters are passed as --NAME VALUE (e.g. --lam 3 for rnb); "
-                      "`mixbench list` shows each strategy's.")
+                      "`mixbench list` shows each strategy's.\n\n"
+                      "Checkpoints: the run's state is saved beside its results as "
+                      "OUT/<task>/<algo>/<domains>/seed<N>.ckpt at every round end (and every --checkpoint-every "
+                      "steps, and on Ctrl-C or SIGTERM); after a crash, a kill or an interrupt, the same command "
+                      "with --resume continues from it and ends with the results an uninterrupted run would have. "
+                      "A checkpoint made with other settings (task, strategy, hyperparameters, training "
+                      "settings, domains) is refused.")
 @click.option("--algo", required=True, help="Strategy name (see `mixbench list`).")
 @task_option
 @click.option("--domains", "domains_spec", default=None,
@@ -22,12 +28,17 @@ from mixbench.errors import MixbenchError
 @embedder_option
 @config_options()
 @output_options(experiment="mixbench", out_help="Results go to OUT/<task>/<algo>/<original|regroup>/seed<N>.json.")
+@click.option("--resume", is_flag=True,
+              help="Continue this run (same options) from its last checkpoint, seed<N>.ckpt beside its results.")
+@checkpoint_options
 @click.pass_context
 @user_errors
-def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow, experiment, progress):
+def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow, experiment, progress, resume,
+            checkpoint_every, keep_checkpoints):
     """Train once with one strategy on one task and report loss, mixture and overhead."""
     from mixbench import registry
     from mixbench.cli.hyperparameters import parse_hyperparameters
+    from mixbench.experiments.checkpoints import NEVER, REQUIRED
     from mixbench.experiments.run import RunRequest, execute
     from mixbench.regroup import DomainSpec
 
@@ -43,5 +54,6 @@ def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow
     request = RunRequest(algo=algo, strategy=strategy, task_name=task, task=task_obj,
                          config=task_obj.budget.override(**config), out_dir=out_dir, use_mlflow=use_mlflow,
                          experiment=experiment, progress=progress, domains=domains, embedder_name=embedder,
-                         embedder=embedder_obj)
+                         embedder=embedder_obj, resume=REQUIRED if resume else NEVER,
+                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
     sys.exit(execute(request))

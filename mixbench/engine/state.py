@@ -37,6 +37,9 @@ class RunState:
     mixture: Mixture | None = None   # what the round in progress samples from
     step: int = 0                    # optimiser steps taken on the run's model: the schedule's position
     round_steps: list[StepResult] = field(default_factory=list)   # the steps of the round in progress
+    # perf_counter() from which the run's training seconds count (None before its loop starts);
+    # a resumed run's is set back by the seconds it had trained before its checkpoint.
+    clock_start: float | None = None
 
     def take_round_steps(self) -> list[StepResult]:
         """The steps recorded since the last call (the round that just ended)."""

@@ -1,5 +1,6 @@
 """`mixbench compare`: run a grid of (algo, domains, seed) cells through the same trainer, skip
-the cells already finished (an interrupted compare resumes), and summarise against stratified.
+the cells already finished (an interrupted compare resumes, the cell it stopped in from that
+cell's last checkpoint), and summarise against stratified.
 
 Every cell writes its results JSON at the fixed path <out>/<task>/<algo>/<domains>/seed<n>.json,
 so the grid's state is the files on disk.
@@ -95,13 +96,16 @@ def done(path: Path, settings: CellSettings, keep: bool) -> bool:
 
 def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
              overrides: dict, embedder_name: str, hyperparameters: dict | None = None, use_mlflow: bool,
-             experiment: str, progress: bool, keep_cells: bool = False) -> Grid:
+             experiment: str, progress: bool, keep_cells: bool = False, checkpoint_every: int | None = None,
+             keep_checkpoints: int = 1) -> Grid:
     """Run every missing cell; returns the grid's result paths and the cells that failed (a
     strategy that crashes fails its cell; the other cells still run). `overrides` are
     training settings on top of the task's budget (the seed comes from the cell);
     `hyperparameters` {algo: {name: value}} those of the strategies. A finished cell made with
-    other settings is rerun, or with `keep_cells` refused."""
+    other settings is rerun, or with `keep_cells` refused. A cell that was interrupted goes on
+    from its checkpoint if it has one made with the same settings."""
     from mixbench import registry
+    from mixbench.experiments.checkpoints import WHEN_POSSIBLE
     from mixbench.experiments.run import EXIT_DIVERGED, RunRequest, execute
     from mixbench.storage.atomic import check_writable
 
@@ -151,7 +155,8 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
                     config=config.override(seed=cell.seed), out_dir=out_dir, use_mlflow=cells_tracked,
                     experiment=experiment, progress=progress, domains=cell.domains,
                     embedder_name=embedder_name, embedder=embedders.get(embedder_name),
-                    parent_run_id=parent.run_id if cells_tracked else None, quiet=True))
+                    parent_run_id=parent.run_id if cells_tracked else None, quiet=True, resume=WHEN_POSSIBLE,
+                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints))
             except MixbenchError:
                 raise
             except Exception as exc:   # a bug in the strategy (or below): this cell fails, the rest run

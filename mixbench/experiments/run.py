@@ -10,6 +10,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -19,11 +20,15 @@ from mixbench.embedder import Embedder
 from mixbench.engine.evaluation import EvalReference, select_eval_subset
 from mixbench.engine.history import RunHistory
 from mixbench.errors import MixbenchError, TrainingDiverged
+from mixbench.experiments.checkpoints import NEVER, check_domains, checkpoint_plan, run_identity
 from mixbench.experiments.results import DomainsRecord, RunResult, now, result_path
 from mixbench.regroup import DomainSpec
 from mixbench.storage.atomic import check_writable
 from mixbench.strategy import MixingStrategy
 from mixbench.task import Task
+
+if TYPE_CHECKING:
+    from mixbench.engine.checkpoint import Checkpoint
 
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3      # the run ended early because its loss stopped being finite
@@ -47,6 +52,9 @@ class RunRequest:
     embedder: Embedder | None = None     # required when domains.method == "regroup"
     parent_run_id: str | None = None     # MLflow run this one is a child of (a compare grid)
     quiet: bool = False                  # no summary on stdout (compare prints its own table)
+    resume: str = NEVER                  # whether to continue from the checkpoint at the results' path
+    checkpoint_every: int | None = None  # also checkpoint every this many steps (round ends always)
+    keep_checkpoints: int = 1            # the last N checkpoints are kept; 0 writes none
 
 
 def execute(req: RunRequest) -> int:
@@ -57,11 +65,20 @@ def execute(req: RunRequest) -> int:
     path = result_path(req.out_dir, req.task_name, req.algo, req.domains.label, cfg.seed)
     check_writable(path.parent, path)   # before any training: a folder where the results go is refused now
     info = req.task.info()
+    # A resume that cannot be (no checkpoint, a damaged one, another run's) is refused here, before anything is written.
+    plan = checkpoint_plan(path, _identity(req, info), resume=req.resume, every=req.checkpoint_every,
+                           keep=req.keep_checkpoints)
     tracker, domains = None, DomainsRecord(method="original", names=[])
     history, status, error, started_at = RunHistory(), "failed", None, now()
     try:   # from loading on: an interrupt while the task loads or regroups still leaves its results file
         data, domains, eval_rows, reference = _load(req, info)
-        tracker = _start_tracker(req, cfg) if req.use_mlflow else None
+        plan = check_domains(plan, data, req.resume)
+        if plan.resume is not None:
+            started_at = plan.resume.notes.get("started_at") or started_at
+            click.echo(f"resuming from {plan.path} at step {plan.resume.step} of {cfg.steps} "
+                       f"({plan.resume.rounds_done} of {cfg.num_rounds} rounds done)", err=True)
+        tracker = _start_tracker(req, cfg, plan.resume) if req.use_mlflow else None
+        plan.notes.update(started_at=started_at, mlflow_run_id=tracker.run_id if tracker is not None else None)
         callbacks = []
         if tracker is not None and tracker.active:
             from mixbench.experiments.tracking import RoundLogger
@@ -69,7 +86,7 @@ def execute(req: RunRequest) -> int:
             tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains))
             callbacks.append(RoundLogger(tracker, data.domains))
         train(data, req.strategy, cfg, history=history, progress=req.progress, eval_rows=eval_rows,
-              reference=reference, callbacks=callbacks)
+              reference=reference, callbacks=callbacks, checkpoints=plan)
         status = "finished"
     except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP as the command line turns them into one
         status, error = "interrupted", f"interrupted by {exc.args[0] if exc.args else 'the user'}"
@@ -83,8 +100,9 @@ def execute(req: RunRequest) -> int:
         raise
     finally:
         # A run refused before its first evaluation (a hyperparameter that does not fit the task,
-        # say) has nothing to keep: no results file, and its MLflow run is marked failed.
-        refused = status == "failed" and not history.initial_eval_losses
+        # say) has nothing to keep: no results file, and its MLflow run is marked failed. Nor has
+        # a resume stopped before its checkpoint was restored: the results file there stays.
+        refused = not history.initial_eval_losses and (status == "failed" or plan.resume is not None)
         result = RunResult.from_run(algo=req.algo, strategy=req.strategy, task_name=req.task_name, task_info=info,
                                     cfg=cfg, history=history, status=status, error=error, started_at=started_at,
                                     domains=domains)
@@ -97,8 +115,10 @@ def execute(req: RunRequest) -> int:
                 _finish_tracker(tracker, result, path)
         if status != "finished" and not refused:
             reason = f"{error}; " if status == "diverged" else ""
-            click.echo(f"{status}: {reason}partial results ({len(history.train_losses)} steps) saved to {path}",
-                       err=True)
+            resumable = "; --resume continues it from its checkpoint" \
+                if status == "interrupted" and plan.path.exists() else ""
+            click.echo(f"{status}: {reason}partial results ({len(history.train_losses)} steps) saved to {path}"
+                       f"{resumable}", err=True)
     if status == "diverged":
         return EXIT_DIVERGED
     # A run stopped before its first evaluation has no losses to show: the line above said where it went.
@@ -124,13 +144,22 @@ def _load(req: RunRequest, info):
     return data, domains, eval_rows, reference
 
 
-def _start_tracker(req: RunRequest, cfg: TrainConfig):
+def _identity(req: RunRequest, info) -> dict:
+    return run_identity(task_name=req.task_name, task_version=info.version, algo=req.algo,
+                        params=req.strategy.get_params(), config=req.config.to_dict(), domains=req.domains,
+                        embedder_name=req.embedder_name)
+
+
+def _start_tracker(req: RunRequest, cfg: TrainConfig, resumed: Checkpoint | None = None):
     from mixbench.experiments.tracking import MlflowTracker
 
+    tags = {"mixbench.algo": req.algo, "mixbench.task": req.task_name,
+            **({"mlflow.parentRunId": req.parent_run_id} if req.parent_run_id else {})}
+    if resumed is not None:   # a new MLflow run: the one it continues is named (or, if it had none, the checkpoint)
+        tags.update({"mixbench.resumed_from": resumed.notes.get("mlflow_run_id") or str(resumed.path),
+                     "mixbench.resumed_at_step": str(resumed.step)})
     return MlflowTracker(experiment=req.experiment, tracking_uri=req.tracking_uri,
-                         run_name=f"{req.algo}-{req.task_name}-{req.domains.label}-seed{cfg.seed}",
-                         tags={"mixbench.algo": req.algo, "mixbench.task": req.task_name,
-                               **({"mlflow.parentRunId": req.parent_run_id} if req.parent_run_id else {})})
+                         run_name=f"{req.algo}-{req.task_name}-{req.domains.label}-seed{cfg.seed}", tags=tags)
 
 
 def _regroup(req: RunRequest, data, info):

@@ -1,0 +1,301 @@
+"""Checkpoints: everything a run has changed, so that a resumed run ends exactly as an
+uninterrupted one would (bit for bit on a CPU).
+
+One is written, atomically, at every round end, every `every` steps if asked, and when Ctrl-C
+or a termination signal arrives during a training step (the signal waits for the step to end;
+see interrupts.py). One arriving elsewhere (an evaluation, a strategy's update) ends the run
+as before, and the last checkpoint is where a resume starts. A checkpoint holds tensors and
+plain data only, so it loads with `torch.load(path, weights_only=True)`:
+
+  identity    what the run is (task, strategy, hyperparameters, config, domains): a resume must match it
+  notes       what the caller wants back on resume (when the run started, its MLflow run): not checked
+  model, optimizer, step (the schedule's position), mixture, the sampler's and the probe's
+  generators, torch / numpy / python global generators
+  strategy    its state_dict(), through the codec
+  meter       FLOPs and seconds so far
+  history     the record so far: initial evaluation, every round, every step's loss
+  round       the round in progress: its steps so far and the gradient tap's sums
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mixbench.engine.codec import UnsavableState, decode, encode
+from mixbench.engine.history import RoundRecord, RunHistory
+from mixbench.engine.interrupts import held_signals
+from mixbench.engine.state import RunState, StepResult
+from mixbench.engine.tap import GradientTap
+from mixbench.errors import MixbenchError
+from mixbench.storage.atomic import write_atomic
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mixbench-checkpoint"
+FORMAT_VERSION = 1   # raise when the layout below changes: an older checkpoint is then refused
+_PARTS = ("identity", "notes", "step", "model", "optimizer", "mixture", "sampler", "probe_rng", "rng", "strategy",
+          "meter", "history", "round_steps", "tap")
+# History fields the run sets up from its data before training: checked against the checkpoint's, not restored.
+_SETUP_FIELDS = ("domains", "eval_proportions", "reference_domains", "reference_proportions", "eval_rows",
+                 "num_params")
+_NOT_SAVED = ("meter", "shape", "device")   # the meter is saved on its own; the others are the run's own
+
+
+class CheckpointError(MixbenchError):
+    """A checkpoint that cannot be resumed from: missing, damaged, or made by another run."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read back from disk."""
+
+    path: Path
+    payload: dict
+
+    @property
+    def step(self) -> int:
+        return self.payload["step"]
+
+    @property
+    def rounds_done(self) -> int:
+        return len(self.payload["history"]["rounds"])
+
+    @property
+    def identity(self) -> dict:
+        return self.payload["identity"]
+
+    @property
+    def notes(self) -> dict:
+        return self.payload["notes"]
+
+    @property
+    def domains(self) -> list[str]:
+        return list(decode(self.payload["history"]["domains"]))
+
+    def differences(self, identity: dict) -> list[str]:
+        """How the run described by `identity` differs from the one that wrote this checkpoint,
+        one phrase per difference (empty: it can be resumed)."""
+        out = []
+        saved = self.identity
+        for key in dict.fromkeys([*identity, *saved]):
+            then, now = saved.get(key), identity.get(key)
+            if isinstance(then, dict) and isinstance(now, dict):
+                out += [f"{key} {name} ({_show(then.get(name))} in the checkpoint, {_show(now.get(name))} now)"
+                        for name in dict.fromkeys([*now, *then]) if then.get(name) != now.get(name)]
+            elif then != now:
+                out.append(f"{key} ({_show(then)} in the checkpoint, {_show(now)} now)")
+        return out
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint; CheckpointError in one line if there is none or it cannot be used."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # truncated, garbage, or pickled code weights_only refuses: all the same to a user
+        raise CheckpointError(f"{path} is damaged or not a mixbench checkpoint ({_first_line(exc)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a mixbench checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written in checkpoint format {payload.get('format_version')!r}; this "
+                              f"mixbench reads format {FORMAT_VERSION} only")
+    missing = [part for part in _PARTS if part not in payload]
+    if missing:
+        raise CheckpointError(f"{path} is damaged (it lacks {', '.join(missing)})")
+    return Checkpoint(path, payload)
+
+
+def older_checkpoint(path: Path, age: int) -> Path:
+    """Where the checkpoint written `age` saves before the latest is kept: PATH.1, PATH.2, ..."""
+    return path.with_name(f"{path.name}.{age}")
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """Where a run writes its checkpoints and how often, what they must match to be resumed, and
+    the checkpoint it resumes from (None: it starts afresh)."""
+
+    path: Path | None = None       # the latest; None writes none
+    every: int | None = None       # also every this many steps within a round (round ends always)
+    keep: int = 1                  # the latest and keep - 1 older ones, beside it as PATH.1, PATH.2, ...
+    identity: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)   # may be filled in after the plan is made
+    resume: Checkpoint | None = None
+
+
+class Checkpointer:
+    """Writes a run's checkpoints as the plan says, and restores a run from one."""
+
+    def __init__(self, plan: CheckpointPlan | None, state: RunState, tap: GradientTap | None):
+        self.plan = plan or CheckpointPlan()
+        self.state, self.tap = state, tap
+        self.writing = self.plan.path is not None and self.plan.keep > 0
+        self.warned = False
+
+    # -- writing -------------------------------------------------------------------------------
+    @contextmanager
+    def around_step(self, round_end: int) -> Iterator[None]:
+        """One training step of the loop. A signal arriving during it waits for the step to end;
+        then the run is checkpointed and the signal delivered. Every `every` steps (short of the
+        round end, which is checkpointed anyway) a checkpoint is written too."""
+        with held_signals() as received:
+            yield
+            if received:
+                self.save()
+        every = self.plan.every
+        if every and self.state.step % every == 0 and self.state.step < round_end:
+            self.save()
+
+    def save(self) -> None:
+        """Write a checkpoint now; the state must be between two steps. A write that fails costs
+        the run nothing but a warning: it goes on, and the previous checkpoint stays."""
+        if not self.writing:
+            return
+        with held_signals():   # a signal waits for the write: a checkpoint is whole or not there
+            try:
+                payload = self._capture()
+            except UnsavableState as exc:
+                log.warning("checkpoints are off for this run: %s", exc)
+                self.writing = False
+                return
+            try:
+                _keep_previous(self.plan.path, self.plan.keep)
+                write_atomic(self.plan.path, lambda f: torch.save(payload, f))
+            except OSError as exc:
+                if not self.warned:
+                    log.warning("could not write a checkpoint (the run goes on): %s", exc)
+                    self.warned = True
+
+    def _capture(self) -> dict:
+        state, history = self.state, self.state.history
+        seconds = time.perf_counter() - state.clock_start if state.clock_start is not None else history.seconds
+        saved_history = {f.name: getattr(history, f.name) for f in dataclasses.fields(RunHistory)
+                         if f.name not in _NOT_SAVED}
+        saved_history.update(rounds=[dataclasses.asdict(r) for r in history.rounds], seconds=seconds,
+                             train_losses=torch.tensor(history.train_losses, dtype=torch.float64))
+        return {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "identity": self.plan.identity, "notes": dict(self.plan.notes),
+            "step": state.step,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "mixture": encode(state.mixture, "the mixture"),
+            "sampler": encode(state.sampler.state_dict(), "the sampler"),
+            "probe_rng": encode(state.probe_rng.bit_generator.state, "the probe's generator"),
+            "rng": _global_generators(),
+            "strategy": encode(state.strategy.state_dict(), type(state.strategy).__name__),
+            "meter": {"flops": [[c, label, v] for (c, label), v in state.meter.flops.items()],
+                      "seconds": [[c, label, v] for (c, label), v in state.meter.seconds.items()]},
+            "history": encode(saved_history, "the history"),
+            "round_steps": [encode(dataclasses.asdict(r), "a step") for r in state.round_steps],
+            "tap": None if self.tap is None else {"sums": self.tap.accumulator.sums.detach().cpu().clone(),
+                                                  "counts": self.tap.accumulator.counts.detach().cpu().clone()},
+        }
+
+    # -- restoring -----------------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Put the run back in the state its checkpoint saved (False: there is none to resume).
+        Whatever can refuse the resume is checked before the run's record is touched, so a
+        refused resume leaves the record empty (and the caller writes no results over the old)."""
+        checkpoint = self.plan.resume
+        if checkpoint is None:
+            return False
+        p, state, history = checkpoint.payload, self.state, self.state.history
+        saved = decode(p["history"])
+        for name in _SETUP_FIELDS:
+            if _plain(saved.get(name)) != _plain(getattr(history, name)):
+                raise CheckpointError(f"cannot resume from {checkpoint.path}: it was made on other "
+                                      f"{name.replace('_', ' ')} than this run's")
+        if (p["tap"] is None) != (self.tap is None):
+            raise CheckpointError(f"cannot resume from {checkpoint.path}: it was made by a strategy with other signals")
+        try:
+            state.model.load_state_dict(p["model"])
+            state.optimizer.load_state_dict(p["optimizer"])
+            if self.tap is not None:
+                self.tap.accumulator.sums.copy_(p["tap"]["sums"])
+                self.tap.accumulator.counts.copy_(p["tap"]["counts"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"cannot resume from {checkpoint.path}: it does not fit this run's model "
+                                  f"({_first_line(exc)})") from None
+        state.step = p["step"]
+        state.mixture = decode(p["mixture"])
+        state.sampler.load_state_dict(decode(p["sampler"]))
+        state.probe_rng.bit_generator.state = decode(p["probe_rng"])
+        state.round_steps = [StepResult(**decode(r)) for r in p["round_steps"]]
+        state.strategy.load_state_dict(decode(p["strategy"]))
+        for totals, rows in ((state.meter.flops, p["meter"]["flops"]), (state.meter.seconds, p["meter"]["seconds"])):
+            totals.clear()   # refilled in the saved order: sums over them add up in the same order
+            totals.update({(c, label): v for c, label, v in rows})
+        _set_global_generators(p["rng"])
+        saved.update(rounds=[RoundRecord(**r) for r in saved["rounds"]], train_losses=saved["train_losses"].tolist())
+        for name, value in saved.items():   # the record last: a refused resume leaves it empty
+            if name not in _SETUP_FIELDS and hasattr(history, name):
+                setattr(history, name, value)
+        return True
+
+
+def _keep_previous(path: Path, keep: int) -> None:
+    """Shift the older checkpoints one place back (the oldest beyond `keep` drops out) and keep
+    the latest as PATH.1, so the next write can replace it. The latest stays in place meanwhile:
+    an interrupted shift never leaves a run without a checkpoint."""
+    if keep <= 1 or not path.exists():
+        return
+    for age in range(keep - 1, 1, -1):
+        if older_checkpoint(path, age - 1).exists():
+            os.replace(older_checkpoint(path, age - 1), older_checkpoint(path, age))
+    first = older_checkpoint(path, 1)
+    link = first.with_name(f".{first.name}.tmp")
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)   # a second name for the same file: no copy
+    except OSError:           # a file system without hard links
+        shutil.copyfile(path, link)
+    os.replace(link, first)
+
+
+def _global_generators() -> dict:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda,
+            "numpy": encode(np.random.get_state(legacy=False), "numpy's generator"),
+            "python": encode(random.getstate(), "python's generator")}
+
+
+def _set_global_generators(saved: dict) -> None:
+    torch.set_rng_state(saved["torch"])
+    if saved["cuda"] and torch.cuda.is_available() and len(saved["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(saved["cuda"])
+    np.random.set_state(decode(saved["numpy"]))
+    random.setstate(decode(saved["python"]))
+
+
+def _plain(value):
+    """Lists for tuples and one NaN for every NaN, so a record read back compares equal to the
+    one the run set up."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return "nan"
+    return value
+
+
+def _show(value) -> str:
+    return "none" if value is None else str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
