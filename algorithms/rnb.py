@@ -11,9 +11,23 @@ p is overwritten every round (no multiplicative accumulation). λ → 0 gives un
 argmax vertex of Gq. It is the closed-form maximiser over the simplex of
 η qᵀG p − λ⁻¹ ||ηGq|| Σ p_i log p_i (paper App. B.1).
 
-When the update is undefined — a domain drew no examples this round (its mean gradient does not
-exist), G q is zero, or anything is non-finite — the previous mixture is kept and the reason is
-logged. It never returns NaN.
+Balance only ever reads G q, never G itself. With M the m × D matrix of mean gradients, G = M Mᵀ
+and G q = M (Mᵀ q): two matrix-vector products, 4·m·D FLOPs, instead of the Gram's 2·m²·D (15×
+less at m = 62). That is what the update computes (`balance_scores`); the same mixture up to
+float rounding. The full Gram is built only for the report's heatmap: at the last update (or at
+every update with `gram_every_round`), metered as reporting, not as the method's overhead.
+
+A domain that drew no example in a round has no mean gradient. The paper does not say what to do
+then; with R&B's own regrouping it is the common case (k ≈ 60 domains, a few hundred examples per
+round), and keeping the whole previous mixture would leave Balance stalled for the run. Our
+extension (`partial_update`, on by default): undrawn domains keep their probability mass, and the
+rest of the mass is balanced over the drawn domains alone, by the same formula on their Gram and
+their q. `partial_update=False` keeps the whole previous mixture, the literal reading. The run's
+results count full, partial and skipped updates (`report_extras`).
+
+When the update is undefined — no domain with eval weight drew an example, G q is zero, or
+anything is non-finite — the previous mixture is kept and the reason is logged. It never
+returns NaN.
 
 Defaults: λ = 3 is the value the paper uses in its S1 runs. The round length K is the trainer's
 `steps_per_round` (each task's budget sets it; see `mixbench list`).
@@ -39,13 +53,10 @@ class UndefinedUpdate(ValueError):
     """The Balance update has no defined value for this round; the reason is the message."""
 
 
-def gram_matrix(grad_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """G_ij = <g_i, g_j> / (n_i n_j) for per-domain gradient sums g (m, D) and counts n (m,).
-
-    Computed in float64. Raises UndefinedUpdate if a count is not positive (that domain's mean
-    gradient does not exist).
-    """
-    grad_sums = np.asarray(grad_sums, dtype=np.float64)
+def _checked(grad_sums, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Sums (m, D) and counts (m,) as float64; UndefinedUpdate if a domain drew no example (its
+    mean gradient does not exist)."""
+    grad_sums = np.asarray(grad_sums)
     counts = np.asarray(counts, dtype=np.float64)
     if grad_sums.ndim != 2 or counts.shape != (grad_sums.shape[0],):
         raise ValueError(f"expected sums (m, D) and counts (m,), got {grad_sums.shape} and {counts.shape}")
@@ -53,32 +64,72 @@ def gram_matrix(grad_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         missing = np.flatnonzero(counts <= 0).tolist()
         shown = ", ".join(map(str, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise UndefinedUpdate(f"{len(missing)} domain(s) drew no examples this round ({shown})")
+    return grad_sums.astype(np.float64, copy=False), counts
+
+
+def gram_matrix(grad_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """G_ij = <g_i, g_j> / (n_i n_j) for per-domain gradient sums g (m, D) and counts n (m,).
+
+    Computed in float64. Raises UndefinedUpdate if a count is not positive (that domain's mean
+    gradient does not exist).
+    """
+    grad_sums, counts = _checked(grad_sums, counts)
     means = grad_sums / counts[:, None]
     return means @ means.T
 
 
-def balance_mixture(gram: np.ndarray, q: np.ndarray, lam: float) -> np.ndarray:
-    """p = softmax(λ · G q / ||G q||_2).
+def balance_scores(grad_sums: np.ndarray, counts: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """G q without G: M (Mᵀ q), M the per-domain mean gradients (rows g_i / n_i), in float64.
 
-    Raises UndefinedUpdate when G or q is non-finite or G q is zero (the normalisation would
-    divide by zero, the NaN the paper reports for mismatched eval domains).
+    Mᵀ q = Σ_i (q_i / n_i) g_i is one pass over the sums, (M v)_i = <g_i, v> / n_i another: 4·m·D
+    FLOPs (`balance_flops`) where the Gram takes 2·m²·D."""
+    grad_sums, counts = _checked(grad_sums, counts)
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape != counts.shape:
+        raise ValueError(f"q has {q.shape[0] if q.ndim else 0} entries for {counts.shape[0]} domains")
+    if not (np.all(np.isfinite(grad_sums)) and np.all(np.isfinite(q))):
+        raise UndefinedUpdate("the domain gradients or q have non-finite entries")
+    direction = (q / counts) @ grad_sums          # (D,)  Mᵀ q
+    return (grad_sums @ direction) / counts       # (m,)  M (Mᵀ q)
+
+
+def mixture_from_scores(gq: np.ndarray, lam: float) -> np.ndarray:
+    """p = softmax(λ · Gq / ||Gq||_2).
+
+    Raises UndefinedUpdate when Gq is non-finite or zero (the normalisation would divide by
+    zero, the NaN the paper reports for mismatched eval domains).
     """
     if not (np.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a positive finite number, got {lam!r}")
-    gram = np.asarray(gram, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if not (np.all(np.isfinite(gram)) and np.all(np.isfinite(q))):
-        raise UndefinedUpdate("the Gram matrix or q has non-finite entries")
-    gq = gram @ q
+    gq = np.asarray(gq, dtype=np.float64)
+    if not np.all(np.isfinite(gq)):
+        raise UndefinedUpdate("G q has non-finite entries")
     norm = np.linalg.norm(gq)
     if not np.isfinite(norm) or norm == 0.0:
         raise UndefinedUpdate(f"||G q|| is {norm}")
     return softmax(lam * gq / norm)
 
 
+def balance_mixture(gram: np.ndarray, q: np.ndarray, lam: float) -> np.ndarray:
+    """p = softmax(λ · G q / ||G q||_2) from a Gram matrix: the paper's formula as written, for
+    the theory checks and for callers that hold a Gram (the run computes G q without it)."""
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam must be a positive finite number, got {lam!r}")
+    gram = np.asarray(gram, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if not (np.all(np.isfinite(gram)) and np.all(np.isfinite(q))):
+        raise UndefinedUpdate("the Gram matrix or q has non-finite entries")
+    return mixture_from_scores(gram @ q, lam)
+
+
 def gram_flops(num_domains: int, dim: int) -> float:
     """FLOPs of the m × m Gram of m vectors of length D (one multiply and one add per term)."""
     return 2.0 * num_domains * num_domains * dim
+
+
+def balance_flops(num_domains: int, dim: int) -> float:
+    """FLOPs of G q as M (Mᵀ q): two products of an m × D matrix with a vector."""
+    return 4.0 * num_domains * dim
 
 
 @dataclass(kw_only=True, eq=False)
@@ -90,42 +141,86 @@ class RnB(MixingStrategy):
     source = "Ge et al. 2025, arXiv 2505.00358, Alg. 1/3 (no public code: mixbench's is the first)"
 
     lam: float = 3.0
+    # Balance the drawn domains when some drew no example this round (ours; see the docstring).
+    partial_update: bool = True
+    # The Gram is only read by the report's heatmap; by default it is built at the last update.
+    gram_every_round: bool = False
 
     def check_params(self) -> None:
         if isinstance(self.lam, bool) or not isinstance(self.lam, numbers.Real) \
                 or not (np.isfinite(self.lam) and self.lam > 0):
             raise ValueError(f"rnb: lam must be a positive finite number, got {self.lam!r}")
+        for name in ("partial_update", "gram_every_round"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"rnb: {name} must be true or false, got {getattr(self, name)!r}")
 
     def start(self, ctx: RunContext) -> Mixture:
         self.check_params()
         self.q_ = np.array(ctx.eval_proportions, dtype=np.float64)
         per_round = ctx.steps_per_round  # batches per round; each domain needs examples in every round
-        if ctx.num_domains > 1 and per_round * 4 < ctx.num_domains:
+        if not self.partial_update and ctx.num_domains > 1 and per_round * 4 < ctx.num_domains:
             log.warning("rnb: %d domains but only %d batches per round: rounds where a domain draws no "
-                        "example keep the previous mixture; a larger --steps-per-round or fewer domains "
-                        "lets Balance update", ctx.num_domains, per_round)
+                        "example keep the previous mixture; --partial-update true, a larger "
+                        "--steps-per-round or fewer domains lets Balance update", ctx.num_domains, per_round)
         self.mixture_ = Mixture.uniform(ctx.num_domains)
         self.last_gram_ = None
+        self.total_steps_, self.steps_per_round_ = ctx.total_steps, ctx.steps_per_round
+        self.updates_ = {"full": 0, "partial": 0, "kept": 0}
         return self.mixture_
 
     def update(self, feedback: RoundFeedback, probe: Probe) -> Mixture:
         grads = feedback.domain_gradients
+        drawn = np.asarray(grads.counts) > 0
+        partial = self.partial_update and not drawn.all()
         try:
-            gram = gram_matrix(grads.sums, grads.counts)
-            probe.charge("gram", gram_flops(*grads.sums.shape))
-            p = balance_mixture(gram, self.q_, self.lam)
+            if partial:
+                p = self._balance_drawn(grads, drawn, probe)
+            else:
+                gq = balance_scores(grads.sums, grads.counts, self.q_)
+                probe.charge("gq", balance_flops(*grads.sums.shape))
+                p = mixture_from_scores(gq, self.lam)
         except UndefinedUpdate as why:
             log.warning("rnb: round %d: %s; keeping the previous mixture", feedback.round_index, why)
+            self.updates_["kept"] += 1
             return self.mixture_
-        self.last_gram_ = gram
+        self.updates_["partial" if partial else "full"] += 1
+        last_update = feedback.step + self.steps_per_round_ >= self.total_steps_
+        if last_update or self.gram_every_round:
+            self.last_gram_ = self._gram_for_report(grads, drawn, probe)
         self.mixture_ = Mixture(p, num_domains=len(self.q_))
         return self.mixture_
 
+    @staticmethod
+    def _gram_for_report(grads, drawn: np.ndarray, probe: Probe) -> np.ndarray:
+        """The m × m Gram for the report's heatmap; NaN rows and columns for undrawn domains."""
+        rows = np.flatnonzero(drawn)
+        gram = np.full((drawn.size, drawn.size), np.nan)
+        with probe.for_report("gram", gram_flops(rows.size, grads.sums.shape[1])):
+            gram[np.ix_(rows, rows)] = gram_matrix(np.asarray(grads.sums)[rows], np.asarray(grads.counts)[rows])
+        return gram
+
+    def _balance_drawn(self, grads, drawn: np.ndarray, probe: Probe) -> np.ndarray:
+        """Undrawn domains keep their mass; the drawn ones share the rest by Balance over them."""
+        rows = np.flatnonzero(drawn)
+        q = self.q_[rows]
+        if rows.size == 0 or q.sum() <= 0:
+            raise UndefinedUpdate("no domain with eval weight drew an example this round")
+        sums = np.asarray(grads.sums)[rows]
+        gq = balance_scores(sums, np.asarray(grads.counts)[rows], q / q.sum())
+        probe.charge("gq", balance_flops(*sums.shape))
+        p = self.mixture_.weights.copy()
+        p[rows] = p[rows].sum() * mixture_from_scores(gq, self.lam)
+        return p
+
     def report_extras(self) -> dict:
-        return {"last_gram": self.last_gram_.tolist()} if getattr(self, "last_gram_", None) is not None else {}
+        extras = {"updates": dict(self.updates_)} if hasattr(self, "updates_") else {}
+        if getattr(self, "last_gram_", None) is not None:
+            extras["last_gram"] = self.last_gram_.tolist()
+        return extras
 
     def paper_overhead_flops(self, shape: RunShape) -> float:
-        """App. D: ~m²·N per round. The meter counts less, by design: the Gram is taken over the
-        final layer's gradient (D = V·h entries, not N), 2·m²·D FLOPs, once per update (T − 1
-        updates: none after the last round); plus the tap's accumulator adds."""
+        """App. D: ~m²·N per round (a Gram over all N parameters). The meter counts far less, by
+        design: G q over the final layer's gradient (D = V·h entries, not N) as M (Mᵀ q), 4·m·D
+        FLOPs, once per update (T − 1 updates: none after the last round); plus the tap's
+        accumulator adds."""
         return float(shape.num_domains ** 2 * shape.num_params * shape.rounds)

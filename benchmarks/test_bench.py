@@ -1,5 +1,6 @@
 """pytest-benchmark suite (`tox -e bench`): the training step with and without the gradient tap,
-R&B's Gram and update at the default task's size, and one k-means fit."""
+R&B's update at the default task's size (G q as M (Mᵀ q), and through the full Gram as before),
+the sketched accumulator's add at SmolLM2's head size, and one k-means fit."""
 
 from contextlib import nullcontext
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.rnb import balance_mixture, gram_matrix
+from algorithms.rnb import balance_mixture, balance_scores, gram_matrix, mixture_from_scores
+from mixbench.engine.accumulator import SketchedAccumulator
 from mixbench.engine.meter import Meter
 from mixbench.engine.tap import GradientTap
 from mixbench.models.gpt import GPT, GPTConfig
@@ -44,10 +46,26 @@ def test_training_step(benchmark, tapped):
     benchmark.pedantic(_step_fn(tapped), rounds=5, iterations=1, warmup_rounds=1)
 
 
-def test_rnb_gram_and_update(benchmark):
+def _rnb_inputs():
     rng = np.random.default_rng(0)
-    sums, counts, q = rng.normal(size=(M, 257 * 128)).astype(np.float32), rng.integers(1, 20, M), np.full(M, 1 / M)
+    return rng.normal(size=(M, 257 * 128)).astype(np.float32), rng.integers(1, 20, M), np.full(M, 1 / M)
+
+
+def test_rnb_update(benchmark):
+    sums, counts, q = _rnb_inputs()
+    benchmark(lambda: mixture_from_scores(balance_scores(sums, counts, q), 3.0))
+
+
+def test_rnb_update_through_the_gram(benchmark):
+    sums, counts, q = _rnb_inputs()
     benchmark(lambda: balance_mixture(gram_matrix(sums, counts), q, 3.0))
+
+
+def test_sketched_add_at_smollm2_head(benchmark):
+    """One domain's V × h term into a 64 MB / 100-domain sketch (V = 49,152, h = 576)."""
+    sketch = SketchedAccumulator(1, (49152, 576), 291, "cpu")
+    grad = torch.randn(49152, 576)
+    benchmark.pedantic(lambda: sketch.add(0, grad), rounds=5, iterations=1, warmup_rounds=1)
 
 
 def test_kmeans_fit(benchmark):

@@ -52,10 +52,13 @@ class TrainConfig:
     weight_decay: float = _setting(0.1, "AdamW weight decay.")
     warmup_fraction: float = _setting(0.1, "Share of the steps spent warming the learning rate up.")
     grad_clip: float = _setting(1.0, "Gradient norm clipping threshold.")
+    eval_every: int = _setting(1, "Evaluate every R rounds (the last round always; a strategy that reads eval "
+                                  "losses still gets them every round).")
+    tap_memory: float = _setting(1024.0, "MiB for the gradient tap's per-domain sums; past that they are sketched.")
 
     def __post_init__(self):
         for name in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain", "n_layer", "n_head",
-                     "n_embd", "image_size"):
+                     "n_embd", "image_size", "eval_every"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 raise ConfigError(f"{option(name)} must be positive, got {value!r}")
@@ -64,7 +67,7 @@ class TrainConfig:
             raise ConfigError(f"steps-per-round ({self.steps_per_round}) is larger than steps ({self.steps})")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n-embd ({self.n_embd}) must be divisible by n-head ({self.n_head})")
-        for name, low, high in (("lr", 0.0, math.inf), ("grad_clip", 0.0, math.inf)):
+        for name, low, high in (("lr", 0.0, math.inf), ("grad_clip", 0.0, math.inf), ("tap_memory", 0.0, math.inf)):
             value = getattr(self, name)
             if not (_is_real(value) and low < value < high):
                 raise ConfigError(f"{option(name)} must be a positive number, got {value!r}")

@@ -1,6 +1,8 @@
 """The probe: the only way a strategy buys compute, every call metered and attributed to it.
 
     charge(label, flops)   compute the strategy did itself (a Gram matrix, say)
+    for_report(label, flops)  a block of work done only for the run's report, not for the
+                           mixture (rnb's last Gram, drawn as a heatmap): metered apart, not overhead
     eval_losses()          per-domain eval loss on the eval subset (forward only)
     gradient(domain)       the gradient of one batch from a training domain, or from the eval
                            set with domain=None (an extra forward + backward)
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +69,13 @@ class Probe(ABC):
     @abstractmethod
     def charge(self, label: str, flops: float) -> None:
         """Record `flops` of work the strategy did itself under `label` (e.g. "gram")."""
+
+    def for_report(self, label: str, flops: float) -> AbstractContextManager:
+        """Wrap work done only so the run's report can show it (its `flops`, and the seconds
+        inside the block, are kept apart from the strategy's overhead). A probe that meters
+        nothing may leave it as it is."""
+        check_charge(label, flops)
+        return nullcontext()
 
     @abstractmethod
     def eval_losses(self) -> np.ndarray:

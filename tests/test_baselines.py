@@ -177,7 +177,8 @@ def test_overhead_matches_the_paper_formulas(runs):
     assert aioli_r.overhead_flops == pytest.approx(expected)
     rnb, rnb_h, rnb_r = runs["RnB"]
     head = 257 * 32  # V × h of the synthetic task's model
-    assert rnb_r.paper_flops == 2 * m * m * head * (T - 1)
+    assert rnb_r.paper_flops == 4 * m * head * (T - 1)      # G q as M (Mᵀ q) at each of T − 1 updates
+    assert rnb_r.flops_by_label["report/gram"] == 2 * m * m * head   # the report's Gram, last update only
 
 
 def test_overhead_ordering_is_the_papers(runs):

@@ -16,7 +16,7 @@ def test_run_writes_results_and_mlflow(run_cli, tmp_path):
     path = tmp_path / "out" / "synthetic" / "rnb" / "original" / "seed0.json"
     result = json.loads(path.read_text())
     assert result["status"] == "finished"
-    assert result["strategy"]["name"] == "rnb" and result["strategy"]["params"] == {"lam": 2.0}
+    assert result["strategy"]["name"] == "rnb" and result["strategy"]["params"]["lam"] == 2.0
     assert len(result["strategy"]["extras"]["last_gram"]) == 4  # rnb keeps its last 4×4 Gram for reports
     assert result["metrics"]["final_mean_eval_loss"] < result["metrics"]["initial_mean_eval_loss"]
     assert len(result["mixture"]["per_round"]) == 4

@@ -116,7 +116,7 @@ def test_compare_takes_strategy_hyperparameters_and_never_mixes_settings(run_cli
     cell = tmp_path / "out/synthetic/rnb/original/seed0.json"
     first = run_cli(*args, "--param", "rnb.lam=1.5")
     assert first.returncode == 0 and "1 cells" in first.stderr, first.stderr   # a repeated algo runs once
-    assert json.loads(cell.read_text())["strategy"]["params"] == {"lam": 1.5}
+    assert json.loads(cell.read_text())["strategy"]["params"]["lam"] == 1.5
     assert "1 already finished, 0 to run" in run_cli(*args, "--param", "rnb.lam=1.5").stderr
     # Other settings: refused with --keep-cells, rerun (saying why) without.
     kept = run_cli(*args, "--keep-cells")
@@ -124,7 +124,7 @@ def test_compare_takes_strategy_hyperparameters_and_never_mixes_settings(run_cli
     rerun = run_cli(*args, "--batch-size", "4")
     assert rerun.returncode == 0 and "ran with other settings (batch_size, rnb.lam)" in rerun.stderr, rerun.stderr
     ran = json.loads(cell.read_text())
-    assert ran["strategy"]["params"] == {"lam": 3.0} and ran["config"]["batch_size"] == 4
+    assert ran["strategy"]["params"]["lam"] == 3.0 and ran["config"]["batch_size"] == 4
 
 
 @pytest.mark.slow

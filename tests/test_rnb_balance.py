@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from algorithms.rnb import RnB, UndefinedUpdate, balance_mixture, gram_flops, gram_matrix
+from algorithms.rnb import RnB, UndefinedUpdate, balance_flops, balance_mixture, balance_scores, gram_flops, gram_matrix
 from mixbench.engine.meter import Meter
 from mixbench.engine.probe import RunProbe
 from mixbench.mixture import Mixture
@@ -192,23 +192,23 @@ def test_undefined_update_is_a_value_error():
 M, D = 3, 40
 
 
-def _ctx(m=M, q=None):
+def _ctx(m=M, q=None, total_steps=40, steps_per_round=10):
     q = np.full(m, 1 / m) if q is None else np.asarray(q, dtype=np.float64)
     return RunContext(
         domains=tuple(f"d{i}" for i in range(m)),
         train_sizes=np.arange(10, 10 + m, dtype=np.int64),
         eval_proportions=q,
-        total_steps=40,
-        steps_per_round=10,
+        total_steps=total_steps,
+        steps_per_round=steps_per_round,
         seed=0,
     )
 
 
-def _feedback(round_index, mixture, sums, counts):
+def _feedback(round_index, mixture, sums, counts, step=None):
     counts = np.asarray(counts, dtype=np.int64)
     return RoundFeedback(
         round_index=round_index,
-        step=10 * (round_index + 1),
+        step=10 * (round_index + 1) if step is None else step,
         mixture=mixture,
         counts=counts,
         domain_gradients=DomainGradients(sums=np.asarray(sums), counts=counts),
@@ -217,7 +217,7 @@ def _feedback(round_index, mixture, sums, counts):
 
 def test_rnb_declares_it_needs_domain_gradients_only():
     assert RnB.signals == frozenset({Signal.DOMAIN_GRADIENTS})
-    assert RnB().get_params() == {"lam": 3.0}
+    assert RnB().get_params() == {"lam": 3.0, "partial_update": True, "gram_every_round": False}
 
 
 def test_rnb_start_returns_uniform():
@@ -229,30 +229,60 @@ def test_rnb_start_returns_uniform():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("lam", [0.5, 3.0])
-def test_rnb_update_is_balance_of_gram_and_charges_the_gram(seed, lam):
+def test_rnb_update_is_balance_of_gram_and_charges_only_gq(seed, lam):
     rng = np.random.default_rng(seed)
     q = _random_q(rng, M)
     meter = Meter()
     probe = RunProbe(meter)
     s = RnB(lam=lam)
-    p = s.start(_ctx(q=q))
-    for r in range(3):
+    rounds = 4
+    p = s.start(_ctx(q=q, total_steps=rounds * 10, steps_per_round=10))
+    for r in range(rounds - 1):   # T − 1 updates: none after the last round
         sums = rng.normal(size=(M, D)).astype(np.float32)
         counts = rng.integers(1, 20, size=M)
-        p_next = s.update(_feedback(r, p, sums, counts), probe)
+        p_next = s.update(_feedback(r, p, sums, counts, step=(r + 1) * 10), probe)
 
+        # The mixture is the Gram path's (the paper's formula as written) to float rounding.
         expected = balance_mixture(gram_matrix(sums, counts), q, lam)
         assert isinstance(p_next, Mixture)
         assert len(p_next) == M
         np.testing.assert_allclose(p_next.weights, expected, rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(s.last_gram_, gram_matrix(sums, counts))
         p = p_next
 
-        # Exactly 2·m·m·D FLOPs per round under ("strategy", "gram"), and nothing else.
-        assert meter.flops[("strategy", "gram")] == (r + 1) * 2 * M * M * D
-        assert gram_flops(M, D) == 2 * M * M * D
-        assert set(meter.flops) == {("strategy", "gram")}
-    assert meter.report().paper_flops == 3 * 2 * M * M * D
+        # Exactly 4·m·D FLOPs per update under ("strategy", "gq"); the Gram is only built at the
+        # last update, for the report, and metered as reporting.
+        assert meter.flops[("strategy", "gq")] == (r + 1) * 4 * M * D == (r + 1) * balance_flops(M, D)
+        last = r == rounds - 2
+        assert set(meter.flops) == {("strategy", "gq")} | ({("report", "gram")} if last else set())
+        if last:
+            np.testing.assert_allclose(s.last_gram_, gram_matrix(sums, counts))
+            assert meter.flops[("report", "gram")] == gram_flops(M, D) == 2 * M * M * D
+        else:
+            assert s.last_gram_ is None
+    report = meter.report()
+    assert report.paper_flops == 3 * 4 * M * D
+    assert report.overhead_flops == 3 * 4 * M * D   # the report's Gram is not overhead
+
+
+def test_rnb_builds_the_gram_every_round_when_asked():
+    rng = np.random.default_rng(3)
+    meter = Meter()
+    s = RnB(gram_every_round=True)
+    p = s.start(_ctx(q=_random_q(rng, M), total_steps=100, steps_per_round=10))
+    sums, counts = rng.normal(size=(M, D)), rng.integers(1, 20, size=M)
+    s.update(_feedback(0, p, sums, counts, step=10), RunProbe(meter))
+    np.testing.assert_allclose(s.last_gram_, gram_matrix(sums, counts))
+    assert meter.flops[("report", "gram")] == gram_flops(M, D)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("m,dim", [(2, 3), (62, 500), (200, 64)])
+def test_balance_scores_equal_gram_times_q(seed, m, dim):
+    rng = np.random.default_rng(seed)
+    sums, counts, q = rng.normal(size=(m, dim)).astype(np.float32), rng.integers(1, 50, size=m), _random_q(rng, m)
+    np.testing.assert_allclose(balance_scores(sums, counts, q), gram_matrix(sums, counts) @ q, rtol=1e-12)
+    with pytest.raises(UndefinedUpdate, match="drew no examples"):
+        balance_scores(sums, np.where(np.arange(m) == 0, 0, counts), q)
 
 
 def test_rnb_overwrites_p_each_round():
@@ -284,7 +314,7 @@ def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
     rng = np.random.default_rng(9)
     meter = Meter()
     probe = RunProbe(meter)
-    s = RnB(lam=3.0)
+    s = RnB(lam=3.0, partial_update=False)   # the paper's literal reading for a domain not drawn
     p = s.start(_ctx(q=[0.2, 0.3, 0.5]))
 
     # Right after start: the previous mixture is p_0.
@@ -310,16 +340,45 @@ def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
 
 
 def test_rnb_zero_count_warning_names_the_domain(caplog):
-    s = RnB()
+    s = RnB(partial_update=False)
     p = s.start(_ctx())
     with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
         s.update(_feedback(4, p, np.ones((M, D)), [3, 0, 2]), RunProbe(Meter()))
     assert "1 domain(s) drew no examples this round (1)" in caplog.text
 
 
+def test_rnb_partial_update_keeps_an_undrawn_domains_mass_and_balances_the_rest():
+    rng = np.random.default_rng(11)
+    m, q = 5, np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    s = RnB(lam=3.0)
+    s.start(_ctx(m=m, q=q))
+    # A first full round moves p away from uniform.
+    p1 = s.update(_feedback(0, Mixture.uniform(m), rng.normal(size=(m, D)), [3, 4, 5, 2, 6]), RunProbe(Meter()))
+    sums, counts = rng.normal(size=(m, D)), np.array([4, 0, 3, 0, 5])
+    meter = Meter()
+    p2 = s.update(_feedback(1, p1, sums, counts), RunProbe(meter)).weights
+    undrawn, drawn = [1, 3], [0, 2, 4]
+    np.testing.assert_array_equal(p2[undrawn], p1.weights[undrawn])       # their mass kept exactly
+    free = 1 - p1.weights[undrawn].sum()
+    expected = balance_mixture(gram_matrix(sums[drawn], counts[drawn]), q[drawn] / q[drawn].sum(), 3.0)
+    np.testing.assert_allclose(p2[drawn], free * expected, rtol=1e-12)     # Balance over the drawn ones
+    assert meter.flops[("strategy", "gq")] == balance_flops(3, D)
+    assert s.report_extras()["updates"] == {"full": 1, "partial": 1, "kept": 0}
+
+
+def test_rnb_partial_update_needs_a_drawn_domain_with_eval_weight(caplog):
+    s = RnB()
+    p = s.start(_ctx(q=[0.0, 0.5, 0.5]))
+    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+        kept = s.update(_feedback(0, p, np.ones((M, D)), [3, 0, 0]), RunProbe(Meter()))
+    assert kept == p
+    assert "no domain with eval weight drew an example" in caplog.text
+    assert s.report_extras()["updates"] == {"full": 0, "partial": 0, "kept": 1}
+
+
 def test_rnb_does_not_charge_a_gram_it_did_not_compute():
     meter = Meter()
-    s = RnB()
+    s = RnB(partial_update=False)
     p = s.start(_ctx())
     s.update(_feedback(0, p, np.ones((M, D)), [3, 0, 2]), RunProbe(meter))
     assert meter.flops.get(("strategy", "gram"), 0.0) == 0.0

@@ -53,9 +53,9 @@ def test_only_requested_signals_are_computed(task, data):
     assert not any(k.startswith("tap/") for k in plain.flops_by_label)
     tapped = train(data, RnB(), config(task), progress=False).meter.report()
     assert tapped.flops_by_label["tap/accumulate"] > 0
-    # two updates over 4 domains of a V×h head
+    # two updates over 4 domains of a V×h head: G q as M (Mᵀ q), 4·m·V·h each
     head = 257 * task.budget.n_embd
-    assert tapped.flops_by_label["strategy/gram"] == 2 * (2 * 4 * 4 * head)
+    assert tapped.flops_by_label["strategy/gq"] == 2 * (4 * 4 * head)
 
 
 def test_last_round_may_be_short(task, data):

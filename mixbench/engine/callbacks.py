@@ -29,19 +29,21 @@ class TrainCallback:
 class ProgressBar(TrainCallback):
     """A tqdm bar on stderr: steps done, the last step's loss, the last round's eval loss."""
 
-    def __init__(self, total_steps: int, num_rounds: int, desc: str, enabled: bool = True):
+    def __init__(self, total_steps: int, num_rounds: int, desc: str, enabled: bool = True, done: int = 0):
         from tqdm.auto import tqdm
 
         self.num_rounds = num_rounds
-        self.bar = tqdm(total=total_steps, disable=not enabled, desc=desc, unit="step", dynamic_ncols=True,
-                        leave=False, mininterval=0.5)
+        # `done`: the steps a resumed run had taken before its checkpoint.
+        self.bar = tqdm(total=total_steps, initial=done, disable=not enabled, desc=desc, unit="step",
+                        dynamic_ncols=True, leave=False, mininterval=0.5)
 
     def on_step(self, result: StepResult) -> None:
         self.bar.update(1)
         self.bar.set_postfix(step_loss=f"{result.loss:.3f}")
 
     def on_round(self, record: RoundRecord) -> None:
-        self.bar.set_postfix(round=f"{record.round_index + 1}/{self.num_rounds}", eval=f"{record.mean_eval_loss:.3f}")
+        shown = {"eval": f"{record.mean_eval_loss:.3f}"} if record.evaluated else {}
+        self.bar.set_postfix(round=f"{record.round_index + 1}/{self.num_rounds}", **shown)
 
     def close(self) -> None:
         self.bar.close()

@@ -24,6 +24,7 @@ class RoundRecord:
     # Σ q_i L_i over the task's ORIGINAL domains: comparable across domain definitions.
     reference_eval_loss: float = float("nan")
     reference_eval_losses: list[float] = field(default_factory=list)   # per original domain
+    evaluated: bool = True             # False: skipped by --eval-every (the losses above are NaN)
 
 
 @dataclass
@@ -49,10 +50,18 @@ class RunHistory:
     meter: Meter | None = None
     shape: RunShape | None = None   # sizes for the paper's overhead formulas
     eval_rows: list[int] = field(default_factory=list)   # which eval examples were scored
+    tap_accumulator: str = ""       # how the gradient tap kept its per-domain sums ("" when untapped)
 
-    # The values after the last round (before any round: the initial ones).
+    @property
+    def last_evaluated(self) -> RoundRecord | None:
+        """The last round that ended with an evaluation (a run stopped early may have skipped one
+        under --eval-every); None before any."""
+        return next((r for r in reversed(self.rounds) if r.evaluated), None)
+
+    # The values at the last evaluation (before any round: the initial ones).
     def _final(self, name: str):
-        return getattr(self.rounds[-1], name) if self.rounds else getattr(self, f"initial_{name}")
+        last = self.last_evaluated
+        return getattr(last, name) if last is not None else getattr(self, f"initial_{name}")
 
     final_eval_losses = property(lambda self: self._final("eval_losses"))
     final_mean_eval_loss = property(lambda self: self._final("mean_eval_loss"))

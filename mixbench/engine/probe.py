@@ -24,6 +24,13 @@ class RunProbe(Probe):
         check_charge(label, flops)
         self.meter.add_flops("strategy", label, flops)
 
+    @contextmanager
+    def for_report(self, label: str, flops: float):
+        check_charge(label, flops)
+        with self.meter.timed("report", label):
+            yield
+        self.meter.add_flops("report", label, flops)
+
     def eval_losses(self) -> np.ndarray:
         return self._live().evaluate("strategy", "probe_eval").losses
 

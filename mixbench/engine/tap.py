@@ -14,7 +14,10 @@ adds (metered under "tap"). No second backward pass, no per-example gradients.
     tap.remove()
 
 It works on any nn.Linear of any model (a forward hook, removable, no change to the module), so
-a training loop other than mixbench's can use it as it is.
+a training loop other than mixbench's can use it as it is. Where m exact V × h sums would not fit
+the memory budget, the accumulator sketches them (mixbench.engine.accumulator); the per-domain
+terms S_dᵀ A_d then exist one at a time, as the backward builds the weight gradient from them, and
+only their sketches are kept.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class GradientTap:
         self.meter = meter if meter is not None else Meter()
         self.num_domains = num_domains
         if accumulator is None:
-            accumulator = ExactAccumulator(num_domains, head.weight.numel(), head.weight.device)
+            accumulator = ExactAccumulator(num_domains, tuple(head.weight.shape), head.weight.device)
         self.accumulator = accumulator
         self._domain_ids: torch.Tensor | None = None
         self._hook = head.register_forward_hook(self._split_this_forward)
@@ -74,8 +77,10 @@ class GradientTap:
             with self.meter.timed("tap", "accumulate"):
                 self.accumulator.add(d, g)
                 total = g if total is None else total.add_(g)
-        # One add into the accumulator per domain, one into the running total for all but the first.
-        self.meter.add_flops("tap", "accumulate", (2 * len(present) - 1) * total.numel())
+        # The accumulator's work per domain, and one add into the running total for all but the first.
+        numel = total.numel()
+        self.meter.add_flops("tap", "accumulate",
+                             len(present) * self.accumulator.flops_per_add(numel) + (len(present) - 1) * numel)
         return total
 
     def snapshot_and_reset(self) -> DomainGradients:

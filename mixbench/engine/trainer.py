@@ -8,6 +8,7 @@ feedback (only the signals it declared), and takes the next mixture back.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -15,7 +16,9 @@ import numpy as np
 import torch
 
 from mixbench.config import TrainConfig
+from mixbench.engine.accumulator import MIB, exact_bytes, make_accumulator
 from mixbench.engine.callbacks import ProgressBar, TrainCallback
+from mixbench.engine.checkpoint import Checkpointer, CheckpointPlan
 from mixbench.engine.evaluation import EvalReference, select_eval_subset, weighted_mean
 from mixbench.engine.history import RoundRecord, RunHistory
 from mixbench.engine.meter import Meter
@@ -30,6 +33,9 @@ from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShap
 from mixbench.task import TaskData
 from mixbench.workloads import Evaluation, build_workload
 
+log = logging.getLogger(__name__)
+NAN = float("nan")
+
 
 def train(
     data: TaskData,
@@ -41,11 +47,13 @@ def train(
     progress: bool = True,
     eval_rows: np.ndarray | None = None,
     reference: EvalReference | None = None,
+    checkpoints: CheckpointPlan | None = None,
 ) -> RunHistory:
     """Train once. `eval_rows` picks the eval examples scored at round ends (indices into
     data.eval); by default `eval_per_domain` of each domain, the same for every seed.
     `reference` labels data.eval by the task's original domains (default: the run's own), for
-    the reference eval loss every run of a task is compared on. `history` is filled in place."""
+    the reference eval loss every run of a task is compared on. `history` is filled in place.
+    `checkpoints` says where the run's checkpoints go, and which one it resumes from."""
     data.require_eval_in_train()
     history = history if history is not None else RunHistory()
     device = resolve_device(cfg.device)
@@ -85,8 +93,11 @@ def train(
                      sampler=MixtureSampler(train_split.domain_ids, m, seed=cfg.seed),
                      probe_rng=np.random.default_rng([cfg.seed, 1]))
     wants = strategy.signals   # only the signals the strategy asked for are computed
-    tap = GradientTap(model.head, m, meter) if Signal.DOMAIN_GRADIENTS in wants else None
-    bar = ProgressBar(cfg.steps, cfg.num_rounds, desc=type(strategy).__name__, enabled=progress)
+    tap = _tap(model.head, m, meter, cfg) if Signal.DOMAIN_GRADIENTS in wants else None
+    history.tap_accumulator = _describe(tap)
+    checkpointer = Checkpointer(checkpoints, state, tap)
+    resumed = checkpointer.restore()   # a resumed run goes on from its checkpoint's state, bit for bit
+    bar = ProgressBar(cfg.steps, cfg.num_rounds, desc=type(strategy).__name__, enabled=progress, done=state.step)
     callbacks = [bar, *callbacks]
     session = TrainingSession(RunSetup(cfg=cfg, workload=workload, train_split=train_split, eval_split=eval_split,
                                        device=device, num_domains=m, tap=tap), state, callbacks)
@@ -94,51 +105,58 @@ def train(
     # Evaluations a strategy needs are its overhead; otherwise they are reporting only.
     round_eval_category = "strategy" if Signal.EVAL_LOSSES in wants else "eval"
 
-    started = None
     try:
-        # -- the strategy starts: p_0 ---------------------------------------------------------------
-        ctx = RunContext(domains=domains, train_sizes=data.sizes("train"), eval_proportions=q,
-                         total_steps=cfg.steps, steps_per_round=cfg.steps_per_round, seed=cfg.seed)
         model.train()
-        with meter.timed("strategy", "start"):
-            try:
-                state.mixture = Mixture(strategy.start(ctx), num_domains=m)
-            except ValueError as exc:  # hyperparameters that do not fit this run (e.g. probe size)
-                raise MixbenchError(str(exc)) from None
+        if not resumed:   # a resumed run's p_0, initial evaluation and prepared strategy are in the checkpoint
+            # -- the strategy starts: p_0 ---------------------------------------------------------------
+            ctx = RunContext(domains=domains, train_sizes=data.sizes("train"), eval_proportions=q,
+                             total_steps=cfg.steps, steps_per_round=cfg.steps_per_round, seed=cfg.seed)
+            with meter.timed("strategy", "start"):
+                try:
+                    state.mixture = Mixture(strategy.start(ctx), num_domains=m)
+                except ValueError as exc:  # hyperparameters that do not fit this run (e.g. probe size)
+                    raise MixbenchError(str(exc)) from None
 
-        # The untrained model's losses, before prepare() may train it (Aioli's first LearnParams).
-        initial = session.evaluate("eval")
-        history.initial_eval_losses = initial.losses.tolist()
-        history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
-        history.initial_eval_metrics = dict(initial.metrics)
-        history.initial_reference_eval_loss, history.initial_reference_eval_losses = reference_losses(initial)
+            # The untrained model's losses, before prepare() may train it (Aioli's first LearnParams).
+            initial = session.evaluate("eval", "initial_eval")
+            history.initial_eval_losses = initial.losses.tolist()
+            history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
+            history.initial_eval_metrics = dict(initial.metrics)
+            history.initial_reference_eval_loss, history.initial_reference_eval_losses = reference_losses(initial)
 
-        with meter.timed("strategy", "prepare"):
-            try:
-                state.mixture = Mixture(strategy.prepare(probe) or state.mixture, num_domains=m)
-            except ValueError as exc:
-                raise MixbenchError(str(exc)) from None
+            with meter.timed("strategy", "prepare"):
+                try:
+                    state.mixture = Mixture(strategy.prepare(probe) or state.mixture, num_domains=m)
+                except ValueError as exc:
+                    raise MixbenchError(str(exc)) from None
 
         # -- the loop: rounds of K steps, the mixture updated at each round end ------------------
-        started = time.perf_counter()
-        for round_index in range(cfg.num_rounds):
+        state.clock_start = time.perf_counter() - history.seconds   # resumed: the clock goes on from the checkpoint's
+        for round_index in range(len(history.rounds), cfg.num_rounds):   # resumed: from the checkpoint's round on
             round_start = time.perf_counter()
             round_end = min((round_index + 1) * cfg.steps_per_round, cfg.steps)
             while state.step < round_end:  # a probe in the last update may already have taken some
-                result = session.train_step(state.mixture)   # sample → tap → forward/backward → step
-                session.record(result)                       # history, strategy.observe_step, callbacks
+                with checkpointer.around_step(round_end):        # Ctrl-C waits for the step, then checkpoints
+                    result = session.train_step(state.mixture)   # sample → tap → forward/backward → step
+                    session.record(result)                       # history, strategy.observe_step, callbacks
             done = state.take_round_steps()
             counts = _per_domain([r.domains for r in done], m)
 
-            evaluation = session.evaluate(round_eval_category if state.step < cfg.steps else "eval")
-            eval_losses = evaluation.losses
+            # --eval-every R skips the reporting evaluations in between; never the last round's,
+            # nor those a strategy reads.
+            last = state.step >= cfg.steps
+            evaluated = last or Signal.EVAL_LOSSES in wants or (round_index + 1) % cfg.eval_every == 0
+            evaluation = session.evaluate(round_eval_category if not last else "eval") if evaluated else None
+            eval_losses = evaluation.losses if evaluated else np.full(m, np.nan)
             record = RoundRecord(
                 round_index=round_index, step=state.step, mixture=state.mixture.tolist(), counts=counts.tolist(),
-                eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, q),
-                train_loss=float(np.mean([r.loss for r in done])) if done else float("nan"),
-                seconds=time.perf_counter() - round_start, **_metrics_of(evaluation),
+                eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, q) if evaluated else NAN,
+                train_loss=float(np.mean([r.loss for r in done])) if done else NAN,
+                seconds=time.perf_counter() - round_start, evaluated=evaluated,
+                **(_metrics_of(evaluation) if evaluated else {}),
             )
-            record.reference_eval_loss, record.reference_eval_losses = reference_losses(evaluation)
+            if evaluated:
+                record.reference_eval_loss, record.reference_eval_losses = reference_losses(evaluation)
             history.rounds.append(record)  # recorded before the update: a failing update loses nothing
             for callback in callbacks:
                 callback.on_round(record)
@@ -153,17 +171,40 @@ def train(
                 with meter.timed("strategy", "update"):
                     state.mixture = Mixture(strategy.update(feedback, probe), num_domains=m)
             history.final_mixture = state.mixture.tolist()
+            checkpointer.save()   # the round is over: a resume starts the next one
     finally:
         for callback in callbacks:
             callback.close()
         if tap is not None:
             tap.remove()
-        history.seconds = time.perf_counter() - started if started is not None else 0.0
+        if state.clock_start is not None:
+            history.seconds = time.perf_counter() - state.clock_start
         history.shape = RunShape(num_params=history.num_params, train_tokens=history.tokens_trained,
                                  eval_tokens=round(len(eval_split) * workload.tokens_per_example),
                                  batch_tokens=round(cfg.batch_size * workload.tokens_per_example),
                                  rounds=len(history.rounds), num_domains=m)
     return history
+
+
+def _tap(head: torch.nn.Module, m: int, meter: Meter, cfg: TrainConfig) -> GradientTap:
+    """The gradient tap on the model's head, with exact per-domain sums if they fit
+    `cfg.tap_memory`, else sketched ones."""
+    if not isinstance(head, torch.nn.Linear):
+        raise MixbenchError(f"the gradient tap needs an nn.Linear final layer, got {type(head).__name__}")
+    accumulator = make_accumulator(m, tuple(head.weight.shape), head.weight.device, cfg.tap_memory, seed=cfg.seed)
+    if accumulator.sketched:
+        log.warning("the exact per-domain gradient sums would take %.1f MiB (over --tap-memory %g): sketching "
+                    "them in %.1f MiB", exact_bytes(m, tuple(head.weight.shape)) / MIB, cfg.tap_memory,
+                    accumulator.nbytes / MIB)
+    return GradientTap(head, m, meter, accumulator=accumulator)
+
+
+def _describe(tap: GradientTap | None) -> str:
+    if tap is None:
+        return ""
+    acc = tap.accumulator
+    kind = f"sketched, {acc.rows} × {acc.shape[1]} per domain" if acc.sketched else "exact"
+    return f"{kind}, {acc.nbytes / MIB:.1f} MiB"
 
 
 def resolve_device(name: str) -> torch.device:

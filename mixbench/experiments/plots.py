@@ -100,6 +100,8 @@ def plot_curves(results: list[RunResult], metric: str | None = None):
     for (algo, domains), runs in sorted(curves.items()):
         steps = runs[0][0]
         matrix = np.array([v for s, v in runs if s == steps], dtype=float)
+        evaluated = ~np.all(np.isnan(matrix), axis=0)   # rounds skipped by --eval-every have no point
+        steps, matrix = np.asarray(steps)[evaluated], matrix[:, evaluated]
         mean = np.nanmean(matrix, axis=0)
         line, = ax.plot(steps, mean, marker="o", ms=3, label=f"{algo} ({domains}, {len(matrix)} seeds)")
         if len(matrix) > 1:

@@ -113,7 +113,8 @@ def _gram_heatmap(result: RunResult, path: Path) -> None:
 
     gram = np.array(result.strategy.extras["last_gram"], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 5))
-    limit = np.abs(gram).max() or 1.0
+    limit = np.nanmax(np.abs(gram)) if np.isfinite(gram).any() else 1.0   # NaN: a domain not drawn that round
+    limit = limit or 1.0
     image = ax.imshow(gram, cmap="RdBu_r", vmin=-limit, vmax=limit)
     ax.set_xlabel("domain j")
     ax.set_ylabel("domain i")

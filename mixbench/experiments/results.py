@@ -92,6 +92,7 @@ class Metrics:
     num_params: int
     train_seconds: float
     eval_rows: list[int]              # indices into the task's eval split, for comparability
+    tap_accumulator: str = ""         # how the gradient tap kept its per-domain sums (exact or sketched)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class RunResult:
                  history: RunHistory, status: str, error: str | None, started_at: str,
                  domains: DomainsRecord) -> RunResult:
         names = list(history.domains)
-        last = history.rounds[-1] if history.rounds else None
+        last = history.last_evaluated
         return cls(
             status=status, error=error, started_at=started_at, finished_at=now(),
             strategy=StrategyRecord(name=algo, params=strategy.get_params(), extras=strategy.report_extras()),
@@ -216,6 +217,7 @@ class RunResult:
                                            for name, values in (last.domain_eval_metrics if last else {}).items()},
                 steps_done=len(history.train_losses), tokens_trained=history.tokens_trained,
                 num_params=history.num_params, train_seconds=history.seconds, eval_rows=history.eval_rows,
+                tap_accumulator=history.tap_accumulator,
             ),
             overhead=_overhead(history, strategy),
             eval_proportions=history.eval_proportions,

@@ -37,7 +37,7 @@ def print_summary(result: RunResult, path: Path, tracker=None) -> None:
     o = result.overhead
     if o is not None:
         echo(f"overhead: {o.flops_pct:.4f} % of training FLOPs "
-             f"(Gram only, as the paper counts: {o.paper_flops_pct:.4f} %); "
+             f"(Balance's G q only, what the paper counts: {o.paper_flops_pct:.4f} %); "
              f"{o.seconds_pct:.2f} % of training seconds "
              f"({o.overhead_seconds:.2f} s of {o.train_seconds:.1f} s)")
         if o.paper_formula_flops is not None:
@@ -45,6 +45,8 @@ def print_summary(result: RunResult, path: Path, tracker=None) -> None:
             echo(f"overhead by formula (R&B App. D, else the strategy's own): {o.paper_formula_flops:.3g} "
                  f"FLOPs; measured "
                  f"{o.overhead_flops:.3g}" + (f" ({ratio:.3g}× the formula)" if ratio is not None else ""))
+    if m.tap_accumulator:
+        echo(f"gradient tap: {m.tap_accumulator} per-domain sums")
     echo(f"results: {path}")
     if tracker is not None:
         echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")

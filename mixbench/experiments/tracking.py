@@ -157,11 +157,13 @@ class RoundLogger(TrainCallback):
         self.tracker.log_metric("train_loss", result.loss, result.step)
 
     def on_round(self, record: RoundRecord) -> None:
-        metrics = {"mean_eval_loss": record.mean_eval_loss, "round": record.round_index,
-                   "reference_eval_loss": record.reference_eval_loss,
-                   **{f"eval.{k}": v for k, v in record.eval_metrics.items()}}
+        metrics = {"round": record.round_index}
+        if record.evaluated:   # a round skipped by --eval-every logs its mixture only
+            metrics.update({"mean_eval_loss": record.mean_eval_loss, "reference_eval_loss": record.reference_eval_loss,
+                            **{f"eval.{k}": v for k, v in record.eval_metrics.items()}})
         for i, d in enumerate(self.domains):
-            metrics[metric_key("eval_loss", i, d)] = record.eval_losses[i]
+            if record.evaluated:
+                metrics[metric_key("eval_loss", i, d)] = record.eval_losses[i]
             metrics[metric_key("p", i, d)] = record.mixture[i]
         self.tracker.log_metrics(metrics, step=record.step)
         self.tracker.flush()
