@@ -57,6 +57,11 @@ class ExactAccumulator:
     def add_counts(self, domain_ids: torch.Tensor) -> None:
         self.counts += torch.bincount(domain_ids, minlength=self.counts.shape[0])
 
+    def tensors(self) -> list[torch.Tensor]:
+        """What the round accumulated, as plain tensors: a data-parallel run sums each across
+        ranks (in place) before the snapshot, and a checkpoint saves them."""
+        return [self.sums, self.counts]
+
     def snapshot(self) -> DomainGradients:
         return DomainGradients(
             sums=self.sums.detach().cpu().numpy().copy(),
@@ -139,6 +144,11 @@ class SketchedAccumulator:
 
     def add_counts(self, domain_ids: torch.Tensor) -> None:
         self.counts += torch.bincount(domain_ids, minlength=self.counts.shape[0])
+
+    def tensors(self) -> list[torch.Tensor]:
+        """What the round accumulated, as plain tensors: a data-parallel run sums each across
+        ranks (in place) before the snapshot, and a checkpoint saves them."""
+        return [self.sums, self.counts]
 
     def snapshot(self) -> DomainGradients:
         return DomainGradients(
