@@ -17,6 +17,16 @@ less at m = 62). That is what the update computes (`balance_scores`); the same m
 float rounding. The full Gram is built only for the report's heatmap: at the last update (or at
 every update with `gram_every_round`), metered as reporting, not as the method's overhead.
 
+Beyond the paper, an unbiased Gram (`gram_estimator="unbiased"`). The paper's G_ii = ‖ḡ_i‖², ḡ_i
+the mean over the n_i examples the domain drew this round, estimates ‖E g_i‖² + tr Σ_i / n_i: each
+domain's sampling noise inflates its own diagonal, most for the domains drawn least, which Gq
+then favours. The unbiased estimator replaces the diagonal by ⟨ḡ_i^A, ḡ_i^B⟩, the means of two
+halves of the domain's examples (independent samples: expectation ‖E g_i‖² exactly); the
+off-diagonal ⟨ḡ_i, ḡ_j⟩ of independent domains is unbiased already. It asks the tap for the
+halves (Signal.DOMAIN_GRADIENT_HALVES: twice the accumulators), costs 2·m·D more FLOPs per update,
+and needs two examples of a domain in the round (one with fewer counts as undrawn). The theory
+check `unbiased_gram` shows the bias and its absence.
+
 A domain that drew no example in a round has no mean gradient. The paper does not say what to do
 then; with R&B's own regrouping it is the common case (k ≈ 60 domains, a few hundred examples per
 round), and keeping the whole previous mixture would leave Balance stalled for the run. Our
@@ -93,6 +103,29 @@ def balance_scores(grad_sums: np.ndarray, counts: np.ndarray, q: np.ndarray) -> 
     return (grad_sums @ direction) / counts       # (m,)  M (Mᵀ q)
 
 
+def unbiased_balance_scores(half_sums: np.ndarray, half_counts: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """G q with G's diagonal free of sampling noise: the paper's G q from the full means, with
+    each G_ii = ‖ḡ_i‖² replaced by ⟨ḡ_i^A, ḡ_i^B⟩, the inner product of the two halves' means.
+
+    half_sums (2, m, D), half_counts (2, m); UndefinedUpdate if a half of a domain is empty."""
+    half_sums = np.asarray(half_sums)
+    half_counts = np.asarray(half_counts, dtype=np.float64)
+    if half_sums.ndim != 3 or half_sums.shape[0] != 2 or half_counts.shape != half_sums.shape[:2]:
+        raise ValueError(f"expected half sums (2, m, D) and counts (2, m), got {half_sums.shape} and "
+                         f"{half_counts.shape}")
+    if np.any(half_counts <= 0):
+        short = np.flatnonzero((half_counts <= 0).any(0)).tolist()
+        raise UndefinedUpdate(f"{len(short)} domain(s) drew fewer than two examples this round ({short[:8]})")
+    sums, counts = half_sums[0] + half_sums[1], half_counts.sum(0)
+    gq = balance_scores(sums, counts, q)
+    a = half_sums[0].astype(np.float64, copy=False) / half_counts[0][:, None]
+    b = half_sums[1].astype(np.float64, copy=False) / half_counts[1][:, None]
+    means = sums.astype(np.float64, copy=False) / counts[:, None]
+    diagonal_then = np.einsum("id,id->i", means, means)
+    diagonal_now = np.einsum("id,id->i", a, b)
+    return gq + np.asarray(q, dtype=np.float64) * (diagonal_now - diagonal_then)
+
+
 def mixture_from_scores(gq: np.ndarray, lam: float) -> np.ndarray:
     """p = softmax(λ · Gq / ||Gq||_2).
 
@@ -132,24 +165,37 @@ def balance_flops(num_domains: int, dim: int) -> float:
     return 4.0 * num_domains * dim
 
 
+GRAM_ESTIMATORS = ("paper", "unbiased")
+
+
 @dataclass(kw_only=True, eq=False)
 class RnB(MixingStrategy):
     """R&B Balance: p = softmax(λ·Gq/‖Gq‖) from the Gram of per-domain final-layer gradients."""
 
-    signals = frozenset({Signal.DOMAIN_GRADIENTS})
     default_domains = "regroup"  # Regroup then Balance: the full R&B
     source = "Ge et al. 2025, arXiv 2505.00358, Alg. 1/3 (no public code: mixbench's is the first)"
 
     lam: float = 3.0
     # Balance the drawn domains when some drew no example this round (ours; see the docstring).
     partial_update: bool = True
+    # "paper": G_ii = ‖ḡ_i‖² as the paper; "unbiased": the diagonal from two halves (ours).
+    gram_estimator: str = "paper"
     # The Gram is only read by the report's heatmap; by default it is built at the last update.
     gram_every_round: bool = False
+
+    @property
+    def signals(self) -> frozenset[Signal]:
+        """The domain gradients; with the unbiased estimator, over two halves of each domain."""
+        halves = {Signal.DOMAIN_GRADIENT_HALVES} if self.gram_estimator == "unbiased" else set()
+        return frozenset({Signal.DOMAIN_GRADIENTS, *halves})
 
     def check_params(self) -> None:
         if isinstance(self.lam, bool) or not isinstance(self.lam, numbers.Real) \
                 or not (np.isfinite(self.lam) and self.lam > 0):
             raise ValueError(f"rnb: lam must be a positive finite number, got {self.lam!r}")
+        if self.gram_estimator not in GRAM_ESTIMATORS:
+            raise ValueError(f"rnb: gram_estimator must be one of {', '.join(GRAM_ESTIMATORS)}, "
+                             f"got {self.gram_estimator!r}")
         for name in ("partial_update", "gram_every_round"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"rnb: {name} must be true or false, got {getattr(self, name)!r}")
@@ -170,15 +216,16 @@ class RnB(MixingStrategy):
 
     def update(self, feedback: RoundFeedback, probe: Probe) -> Mixture:
         grads = feedback.domain_gradients
-        drawn = np.asarray(grads.counts) > 0
-        partial = self.partial_update and not drawn.all()
+        usable = self._usable(grads)
+        partial = not usable.all()
         try:
-            if partial:
-                p = self._balance_drawn(grads, drawn, probe)
-            else:
-                gq = balance_scores(grads.sums, grads.counts, self.q_)
-                probe.charge("gq", balance_flops(*grads.sums.shape))
-                p = mixture_from_scores(gq, self.lam)
+            if partial and not self.partial_update:
+                short = np.flatnonzero(~usable).tolist()
+                drew = "no examples" if self.gram_estimator == "paper" else "fewer than two examples"
+                more = f" and {len(short) - 8} more" if len(short) > 8 else ""
+                raise UndefinedUpdate(f"{len(short)} domain(s) drew {drew} this round "
+                                      f"({', '.join(map(str, short[:8]))}{more})")
+            p = self._balance(grads, usable, probe)
         except UndefinedUpdate as why:
             log.warning("rnb: round %d: %s; keeping the previous mixture", feedback.round_index, why)
             self.updates_["kept"] += 1
@@ -186,31 +233,51 @@ class RnB(MixingStrategy):
         self.updates_["partial" if partial else "full"] += 1
         last_update = feedback.step + self.steps_per_round_ >= self.total_steps_
         if last_update or self.gram_every_round:
-            self.last_gram_ = self._gram_for_report(grads, drawn, probe)
+            self.last_gram_ = self._gram_for_report(grads, usable, probe)
         self.mixture_ = Mixture(p, num_domains=len(self.q_))
         return self.mixture_
 
-    @staticmethod
-    def _gram_for_report(grads, drawn: np.ndarray, probe: Probe) -> np.ndarray:
-        """The m × m Gram for the report's heatmap; NaN rows and columns for undrawn domains."""
-        rows = np.flatnonzero(drawn)
-        gram = np.full((drawn.size, drawn.size), np.nan)
-        with probe.for_report("gram", gram_flops(rows.size, grads.sums.shape[1])):
-            gram[np.ix_(rows, rows)] = gram_matrix(np.asarray(grads.sums)[rows], np.asarray(grads.counts)[rows])
-        return gram
+    def _usable(self, grads) -> np.ndarray:
+        """The domains with a mean gradient this round: drawn at all, or (unbiased estimator)
+        in both halves."""
+        if self.gram_estimator == "unbiased":
+            return np.all(np.asarray(grads.half_counts) > 0, axis=0)
+        return np.asarray(grads.counts) > 0
 
-    def _balance_drawn(self, grads, drawn: np.ndarray, probe: Probe) -> np.ndarray:
-        """Undrawn domains keep their mass; the drawn ones share the rest by Balance over them."""
-        rows = np.flatnonzero(drawn)
+    def _balance(self, grads, usable: np.ndarray, probe: Probe) -> np.ndarray:
+        """Balance over the usable domains; the others (partial update) keep their mass."""
+        rows = np.flatnonzero(usable)
         q = self.q_[rows]
         if rows.size == 0 or q.sum() <= 0:
             raise UndefinedUpdate("no domain with eval weight drew an example this round")
-        sums = np.asarray(grads.sums)[rows]
-        gq = balance_scores(sums, np.asarray(grads.counts)[rows], q / q.sum())
-        probe.charge("gq", balance_flops(*sums.shape))
+        everyone = rows.size == usable.size   # no copy of the sums in the usual case
+        if self.gram_estimator == "unbiased":
+            half_sums = grads.half_sums if everyone else np.asarray(grads.half_sums)[:, rows]
+            half_counts = np.asarray(grads.half_counts)[:, rows]
+            gq = unbiased_balance_scores(half_sums, half_counts, q / q.sum())
+            flops = balance_flops(rows.size, half_sums.shape[2]) + 4.0 * rows.size * half_sums.shape[2]
+        else:
+            sums = grads.sums if everyone else np.asarray(grads.sums)[rows]
+            gq = balance_scores(sums, np.asarray(grads.counts)[rows], q / q.sum())
+            flops = balance_flops(*sums.shape)
+        probe.charge("gq", flops)
         p = self.mixture_.weights.copy()
         p[rows] = p[rows].sum() * mixture_from_scores(gq, self.lam)
         return p
+
+    def _gram_for_report(self, grads, usable: np.ndarray, probe: Probe) -> np.ndarray:
+        """The m × m Gram Balance used, for the report's heatmap; NaN rows and columns for the
+        domains it left out."""
+        rows = np.flatnonzero(usable)
+        gram = np.full((usable.size, usable.size), np.nan)
+        with probe.for_report("gram", gram_flops(rows.size, grads.sums.shape[1])):
+            block = gram_matrix(np.asarray(grads.sums)[rows], np.asarray(grads.counts)[rows])
+            if self.gram_estimator == "unbiased":
+                halves = [np.asarray(grads.half_sums)[h, rows] / np.asarray(grads.half_counts)[h, rows][:, None]
+                          for h in (0, 1)]
+                np.fill_diagonal(block, np.einsum("id,id->i", *halves))
+            gram[np.ix_(rows, rows)] = block
+        return gram
 
     def report_extras(self) -> dict:
         extras = {"updates": dict(self.updates_)} if hasattr(self, "updates_") else {}

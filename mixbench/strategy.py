@@ -25,6 +25,9 @@ class Signal(str, enum.Enum):
     """Feedback a strategy can ask the trainer for."""
 
     DOMAIN_GRADIENTS = "domain_gradients"  # per-domain sums of the final layer's weight gradient
+    # ...and the same sums over two halves of each domain's examples, for inner products free of
+    # each domain's sampling noise (twice the accumulators); implies DOMAIN_GRADIENTS
+    DOMAIN_GRADIENT_HALVES = "domain_gradient_halves"
     EVAL_LOSSES = "eval_losses"            # per-domain eval loss at every round end
     TRAIN_LOSSES = "train_losses"          # per-domain mean train loss over the round
 
@@ -61,6 +64,11 @@ class DomainGradients:
 
     sums: np.ndarray     # (m, D)
     counts: np.ndarray   # (m,)
+    # With Signal.DOMAIN_GRADIENT_HALVES: each domain's examples alternate between two halves,
+    # whose sums and counts add up to the above. ⟨half A mean, half B mean⟩ estimates ‖E g_i‖²
+    # without the sampling noise that ‖mean‖² carries.
+    half_sums: np.ndarray | None = None     # (2, m, D)
+    half_counts: np.ndarray | None = None   # (2, m)
 
 
 @dataclass(frozen=True)

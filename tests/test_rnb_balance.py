@@ -216,8 +216,10 @@ def _feedback(round_index, mixture, sums, counts, step=None):
 
 
 def test_rnb_declares_it_needs_domain_gradients_only():
-    assert RnB.signals == frozenset({Signal.DOMAIN_GRADIENTS})
-    assert RnB().get_params() == {"lam": 3.0, "partial_update": True, "gram_every_round": False}
+    assert RnB().signals == frozenset({Signal.DOMAIN_GRADIENTS})
+    assert RnB(gram_estimator="unbiased").signals == frozenset({Signal.DOMAIN_GRADIENTS, Signal.DOMAIN_GRADIENT_HALVES})
+    assert RnB().get_params() == {"lam": 3.0, "partial_update": True, "gram_estimator": "paper",
+                                  "gram_every_round": False}
 
 
 def test_rnb_start_returns_uniform():

@@ -64,6 +64,12 @@ def _inverse_temperature(gram, q, lam):  # λ used as a temperature: λ → 0 is
     return softmax(gq / np.linalg.norm(gq) / lam)
 
 
+def _paper_gram(half_sums, half_counts, q):
+    from theory.unbiased_gram import paper_scores
+
+    return paper_scores(half_sums, half_counts, q)
+
+
 def _random_regroup(train, evaluation, rng):  # a broken assignment: clusters carry no information
     return rng.integers(6, size=len(train)), rng.integers(6, size=len(evaluation))
 
@@ -79,6 +85,7 @@ BROKEN = [
     ("convergence", {"mixture_fn": _towards_argmin}),
     ("convergence", {"lr": 1.0}),  # far above 2/L: SGD diverges, no strategy is "lower"
     ("regrouping", {"regroup_fn": _random_regroup}),
+    ("unbiased_gram", {"scores_fn": _paper_gram}),   # the paper's estimator in place of the unbiased one
 ]
 
 
@@ -135,7 +142,7 @@ def test_table_has_one_row_per_check(quick_records, monkeypatch):
     assert lines[0].split()[:6] == ["check", "claim", "instances", "passed", "worst", "margin"]
     rows = [line for line in lines if line.split() and line.split()[0] in NAMES]
     assert [row.split()[0] for row in rows] == NAMES
-    assert "6/6 checks passed" in result.stdout
+    assert "7/7 checks passed" in result.stdout
 
 
 def test_exit_code_is_nonzero_when_a_check_fails(quick_records, monkeypatch):

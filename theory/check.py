@@ -16,6 +16,7 @@ CHECKS = [
     "theory.lemma5",
     "theory.convergence",
     "theory.regrouping",
+    "theory.unbiased_gram",
 ]
 
 

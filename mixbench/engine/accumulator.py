@@ -1,12 +1,16 @@
 """Where the gradient tap puts its per-domain gradients for the round.
 
-Two accumulators behind the same methods (`add`, `add_counts`, `snapshot`, `reset`):
+Two accumulators behind the same methods (`route`, `add`, `add_counts`, `snapshot`, `reset`,
+`tensors`):
 
   ExactAccumulator     m × V·h floats: the per-domain gradient sums themselves.
   SketchedAccumulator  m × k floats, k ≪ V·h: a random linear sketch of each sum whose inner
                        products estimate the exact ones without bias, which is all Balance reads
                        (G q is made of inner products). For a real vocabulary the exact sums do not
                        fit: SmolLM2-135M's head (V = 49,152, h = 576) takes 113 MB per domain.
+
+and HalvesAccumulator, which keeps either of them over 2·m slots: each domain's examples
+alternate between two halves, for inner products free of sampling noise (rnb's unbiased Gram).
 
 `make_accumulator` picks the exact one when it fits the memory budget (`--tap-memory`), else the
 largest sketch that does.
@@ -61,6 +65,10 @@ class ExactAccumulator:
         """What the round accumulated, as plain tensors: a data-parallel run sums each across
         ranks (in place) before the snapshot, and a checkpoint saves them."""
         return [self.sums, self.counts]
+
+    def route(self, domain_ids: torch.Tensor) -> torch.Tensor:
+        """The slot each example's gradient goes to: its domain."""
+        return domain_ids
 
     def snapshot(self) -> DomainGradients:
         return DomainGradients(
@@ -150,6 +158,10 @@ class SketchedAccumulator:
         ranks (in place) before the snapshot, and a checkpoint saves them."""
         return [self.sums, self.counts]
 
+    def route(self, domain_ids: torch.Tensor) -> torch.Tensor:
+        """The slot each example's gradient goes to: its domain."""
+        return domain_ids
+
     def snapshot(self) -> DomainGradients:
         return DomainGradients(
             sums=self.sums.detach().reshape(self.sums.shape[0], -1).cpu().numpy().copy(),
@@ -161,14 +173,66 @@ class SketchedAccumulator:
         self.counts.zero_()
 
 
+class HalvesAccumulator:
+    """Per-domain sums over two halves of each domain's examples, in an inner accumulator (exact
+    or sketched) of 2·m slots: slot 2d + h holds half h of domain d.
+
+    Examples of a domain alternate between the halves in the order they arrive (the k-th example
+    of domain d in the round goes to half k mod 2), so the halves differ in size by one at most
+    and, examples being drawn independently, are independent samples of the domain's gradient.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.sketched = inner.sketched
+        self.num_domains = inner.counts.shape[0] // 2
+
+    # The inner accumulator's tensors are this one's: a checkpoint or an all-reduce sees 2·m slots.
+    sums = property(lambda self: self.inner.sums)
+    counts = property(lambda self: self.inner.counts)
+    nbytes = property(lambda self: self.inner.nbytes)
+
+    def flops_per_add(self, grad_numel: int) -> int:
+        return self.inner.flops_per_add(grad_numel)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return self.inner.tensors()
+
+    def route(self, domain_ids: torch.Tensor) -> torch.Tensor:
+        seen = self.inner.counts.view(-1, 2).sum(1)                     # examples per domain so far
+        onehot = torch.nn.functional.one_hot(domain_ids, self.num_domains)
+        before_in_batch = (onehot.cumsum(0) - onehot)[torch.arange(domain_ids.numel()), domain_ids]
+        return 2 * domain_ids + (seen[domain_ids] + before_in_batch) % 2
+
+    def add(self, slot: int, grad: torch.Tensor) -> None:
+        self.inner.add(slot, grad)
+
+    def add_counts(self, slot_ids: torch.Tensor) -> None:
+        self.inner.add_counts(slot_ids)
+
+    def snapshot(self) -> DomainGradients:
+        slots = self.inner.snapshot()
+        m = self.num_domains
+        half_sums = slots.sums.reshape(m, 2, -1).transpose(1, 0, 2)      # (2, m, D)
+        half_counts = slots.counts.reshape(m, 2).T                        # (2, m)
+        return DomainGradients(sums=half_sums[0] + half_sums[1], counts=half_counts.sum(0),
+                               half_sums=np.ascontiguousarray(half_sums), half_counts=np.ascontiguousarray(half_counts))
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
 def exact_bytes(num_domains: int, shape: tuple[int, int]) -> int:
     return num_domains * shape[0] * shape[1] * BYTES_PER_FLOAT
 
 
-def make_accumulator(num_domains: int, shape: tuple[int, int], device, budget_mib: float, seed: int = 0):
+def make_accumulator(num_domains: int, shape: tuple[int, int], device, budget_mib: float, seed: int = 0,
+                     halves: bool = False):
     """For a V × h head: the exact accumulator if its m·V·h floats fit in `budget_mib`, else the
     largest sketch that does; a MixbenchError naming the budget needed if not even a coarse
-    sketch fits."""
+    sketch fits. With `halves`, the same over 2·m slots, wrapped as a HalvesAccumulator."""
+    if halves:
+        return HalvesAccumulator(make_accumulator(2 * num_domains, shape, device, budget_mib, seed))
     shape = tuple(shape)
     budget = budget_mib * MIB
     if exact_bytes(num_domains, shape) <= budget:

@@ -62,17 +62,18 @@ class GradientTap:
         finally:
             self._domain_ids = before
 
-    def weight_gradient(self, a: torch.Tensor, grad_out: torch.Tensor, domain_ids: torch.Tensor) -> torch.Tensor:
-        """(V, h) the head's weight gradient Sᵀ A computed as Σ_d S_dᵀ A_d over the domains
-        present, each term added into its domain's accumulator on the way (the backward's job)."""
+    def weight_gradient(self, a: torch.Tensor, grad_out: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """(V, h) the head's weight gradient Sᵀ A computed as Σ_d S_dᵀ A_d over the accumulator
+        slots present (domains, or their halves), each term added into its slot on the way (the
+        backward's job)."""
         B = a.shape[0]
         A = a.reshape(B, -1, a.shape[-1])                  # (B, T, h)
         S = grad_out.reshape(B, -1, grad_out.shape[-1])   # (B, T, V)
-        present = torch.unique(domain_ids).tolist()
+        present = torch.unique(slots).tolist()
         total = None
         for d in present:
-            rows = domain_ids == d
-            # (V, n_d*T) @ (n_d*T, h): this domain's share of the usual Sᵀ A product.
+            rows = slots == d
+            # (V, n_d*T) @ (n_d*T, h): this slot's share of the usual Sᵀ A product.
             g = S[rows].reshape(-1, S.shape[-1]).t() @ A[rows].reshape(-1, A.shape[-1]).to(S.dtype)
             with self.meter.timed("tap", "accumulate"):
                 self.accumulator.add(d, g)
@@ -109,9 +110,12 @@ class GradientTap:
             low, high = torch.stack(torch.aminmax(ids)).tolist()   # one reduction, one read back
             if low < 0 or high >= self.num_domains:
                 raise ValueError(f"domain ids must lie in [0, {self.num_domains}), got {low}..{high}")
-        self.accumulator.add_counts(ids)
+        # Each example's share goes to its slot in the accumulator: its domain, or (halves) one
+        # of its domain's two halves.
+        slots = self.accumulator.route(ids)
+        self.accumulator.add_counts(slots)
         # The forward product is the module's own; only the backward of this output is replaced.
-        return _SplitWeightGradient.apply(output.detach(), a, module.weight, module.bias, ids, self)
+        return _SplitWeightGradient.apply(output.detach(), a, module.weight, module.bias, slots, self)
 
 
 class _SplitWeightGradient(torch.autograd.Function):

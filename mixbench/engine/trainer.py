@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from mixbench.config import TrainConfig
-from mixbench.engine.accumulator import MIB, exact_bytes, make_accumulator
+from mixbench.engine.accumulator import MIB, HalvesAccumulator, exact_bytes, make_accumulator
 from mixbench.engine.callbacks import ProgressBar, TrainCallback
 from mixbench.engine.checkpoint import Checkpointer, CheckpointPlan
 from mixbench.engine.evaluation import EvalReference, select_eval_subset, weighted_mean
@@ -93,7 +93,8 @@ def train(
                      sampler=MixtureSampler(train_split.domain_ids, m, seed=cfg.seed),
                      probe_rng=np.random.default_rng([cfg.seed, 1]))
     wants = strategy.signals   # only the signals the strategy asked for are computed
-    tap = _tap(model.head, m, meter, cfg) if Signal.DOMAIN_GRADIENTS in wants else None
+    tap = _tap(model.head, m, meter, cfg, halves=Signal.DOMAIN_GRADIENT_HALVES in wants) \
+        if wants & {Signal.DOMAIN_GRADIENTS, Signal.DOMAIN_GRADIENT_HALVES} else None
     history.tap_accumulator = _describe(tap)
     checkpointer = Checkpointer(checkpoints, state, tap)
     resumed = checkpointer.restore()   # a resumed run goes on from its checkpoint's state, bit for bit
@@ -186,15 +187,17 @@ def train(
     return history
 
 
-def _tap(head: torch.nn.Module, m: int, meter: Meter, cfg: TrainConfig) -> GradientTap:
+def _tap(head: torch.nn.Module, m: int, meter: Meter, cfg: TrainConfig, halves: bool = False) -> GradientTap:
     """The gradient tap on the model's head, with exact per-domain sums if they fit
-    `cfg.tap_memory`, else sketched ones."""
+    `cfg.tap_memory`, else sketched ones; with `halves`, over two halves of each domain."""
     if not isinstance(head, torch.nn.Linear):
         raise MixbenchError(f"the gradient tap needs an nn.Linear final layer, got {type(head).__name__}")
-    accumulator = make_accumulator(m, tuple(head.weight.shape), head.weight.device, cfg.tap_memory, seed=cfg.seed)
+    accumulator = make_accumulator(m, tuple(head.weight.shape), head.weight.device, cfg.tap_memory, seed=cfg.seed,
+                                   halves=halves)
     if accumulator.sketched:
+        slots = 2 * m if halves else m
         log.warning("the exact per-domain gradient sums would take %.1f MiB (over --tap-memory %g): sketching "
-                    "them in %.1f MiB", exact_bytes(m, tuple(head.weight.shape)) / MIB, cfg.tap_memory,
+                    "them in %.1f MiB", exact_bytes(slots, tuple(head.weight.shape)) / MIB, cfg.tap_memory,
                     accumulator.nbytes / MIB)
     return GradientTap(head, m, meter, accumulator=accumulator)
 
@@ -203,7 +206,9 @@ def _describe(tap: GradientTap | None) -> str:
     if tap is None:
         return ""
     acc = tap.accumulator
-    kind = f"sketched, {acc.rows} × {acc.shape[1]} per domain" if acc.sketched else "exact"
+    halves = isinstance(acc, HalvesAccumulator)
+    inner, unit = (acc.inner, "per domain half") if halves else (acc, "per domain")
+    kind = f"sketched, {inner.rows} × {inner.shape[1]} {unit}" if inner.sketched else f"exact, {unit}"
     return f"{kind}, {acc.nbytes / MIB:.1f} MiB"
 
 

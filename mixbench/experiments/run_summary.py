@@ -46,7 +46,7 @@ def print_summary(result: RunResult, path: Path, tracker=None) -> None:
                  f"FLOPs; measured "
                  f"{o.overhead_flops:.3g}" + (f" ({ratio:.3g}× the formula)" if ratio is not None else ""))
     if m.tap_accumulator:
-        echo(f"gradient tap: {m.tap_accumulator} per-domain sums")
+        echo(f"gradient tap sums: {m.tap_accumulator}")
     echo(f"results: {path}")
     if tracker is not None:
         echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")
