@@ -8,6 +8,7 @@ import click
 
 from mixbench.cli.errors import user_errors
 from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
+from mixbench.errors import MixbenchError
 
 
 @click.command("compare")
@@ -20,14 +21,17 @@ from mixbench.cli.options import checkpoint_options, config_options, embedder_op
               help="A strategy hyperparameter, e.g. --param aioli.eta=0.2 (repeatable; see `mixbench list`).")
 @click.option("--keep-cells", is_flag=True,
               help="Never replace a finished cell: one that ran with other settings is an error instead of rerun.")
+@click.option("--jobs", type=int, default=1, show_default=True, metavar="N",
+              help="Run N cells at a time, each in its own process with its share of the CPU's threads (its "
+                   "output in seed<N>.log beside its results; one line per finished cell here).")
 @checkpoint_options
 @embedder_option
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-compare",
                 out_help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
 @user_errors
-def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, checkpoint_every, keep_checkpoints, embedder,
-                config, out_dir, use_mlflow, experiment, progress):
+def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, jobs, checkpoint_every, keep_checkpoints,
+                embedder, config, out_dir, use_mlflow, experiment, progress):
     """Run strategies × domains × seeds on one task (reusing finished cells, an interrupted one going on
     from its checkpoint) and compare them."""
     from mixbench.cli.hyperparameters import parse_param_specs
@@ -36,13 +40,15 @@ def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, checkpoin
     from mixbench.experiments.tables import format_markdown, format_text
     from mixbench.storage.atomic import write_text
 
+    if jobs < 1:   # before anything is read or written
+        raise MixbenchError(f"--jobs must be at least 1, got {jobs}")
     algos = parse_list(algos, "algos")
     grid = run_grid(task_name=task, algos=algos,
                     domain_specs=parse_list(domains_specs, "domains") if domains_specs is not None else None,
                     seeds=parse_seeds(seeds), out_dir=out_dir, overrides=config, embedder_name=embedder,
                     hyperparameters=parse_param_specs(params, algos), use_mlflow=use_mlflow,
                     experiment=experiment, progress=progress, keep_cells=keep_cells,
-                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs)
     results = grid.results()
     table = summarize(results)
     click.echo(format_text(table))
@@ -57,3 +63,20 @@ def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, checkpoin
         for line in grid.failed:
             click.echo(f"  {line}", err=True)
         sys.exit(1)
+
+
+@click.command("compare-cell", hidden=True)
+@click.argument("spec")
+@user_errors
+def compare_cell_cmd(spec):
+    """One cell of `compare --jobs N`, in its own process (SPEC: JSON from parallel_cells.cell_spec)."""
+    import json
+
+    import torch
+
+    from mixbench.experiments.parallel_cells import request_from_spec
+    from mixbench.experiments.run import execute
+
+    spec = json.loads(spec)
+    torch.set_num_threads(spec["threads"])   # its share of the cores (OMP_NUM_THREADS says the same)
+    sys.exit(execute(request_from_spec(spec)))

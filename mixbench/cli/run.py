@@ -1,4 +1,5 @@
-"""`mixbench run`: train once with one strategy on one task."""
+"""`mixbench run`: train once with one strategy on one task (data-parallel with --nproc N, or
+when torchrun starts it)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from mixbench.errors import MixbenchError
                       "steps, and on Ctrl-C or SIGTERM); after a crash, a kill or an interrupt, the same command "
                       "with --resume continues from it and ends with the results an uninterrupted run would have. "
                       "A checkpoint made with other settings (task, strategy, hyperparameters, training "
-                      "settings, domains) is refused.")
+                      "settings, domains, number of processes) is refused.\n\n"
+                      "Data parallel: --nproc N trains one model in N processes on this machine, started through "
+                      "torch.distributed.run; `torchrun --nproc-per-node N -m mixbench run ...` does the same, "
+                      "and with torchrun's rendezvous options spans several machines (see the README).")
 @click.option("--algo", required=True, help="Strategy name (see `mixbench list`).")
 @task_option
 @click.option("--domains", "domains_spec", default=None,
@@ -31,17 +35,26 @@ from mixbench.errors import MixbenchError
 @click.option("--resume", is_flag=True,
               help="Continue this run (same options) from its last checkpoint, seed<N>.ckpt beside its results.")
 @checkpoint_options
+@click.option("--nproc", type=int, default=1, show_default=True, metavar="N",
+              help="Train data-parallel in N processes on this machine (gloo on CPU, NCCL on CUDA: one GPU each), "
+                   "started through torch.distributed.run; the batch size is the global batch and must split "
+                   "evenly over them.")
 @click.pass_context
 @user_errors
 def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow, experiment, progress, resume,
-            checkpoint_every, keep_checkpoints):
+            checkpoint_every, keep_checkpoints, nproc):
     """Train once with one strategy on one task and report loss, mixture and overhead."""
     from mixbench import registry
     from mixbench.cli.hyperparameters import parse_hyperparameters
+    from mixbench.engine.distributed import DataParallel, check_gpus, launch, launched_world_size
     from mixbench.experiments.checkpoints import NEVER, REQUIRED
     from mixbench.experiments.run import RunRequest, execute
     from mixbench.regroup import DomainSpec
 
+    if nproc < 1:
+        raise MixbenchError(f"--nproc must be at least 1, got {nproc}")
+    if nproc > 1 and launched_world_size() > 1:
+        raise MixbenchError("--nproc starts the processes itself: under torchrun leave it out")
     strategy_cls = registry.strategies.get(algo)
     domains = DomainSpec.parse(domains_spec or strategy_cls.default_domains)
     embedder_obj = registry.embedders.create(embedder) if domains.method == "regroup" else None
@@ -56,4 +69,22 @@ def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow
                          experiment=experiment, progress=progress, domains=domains, embedder_name=embedder,
                          embedder=embedder_obj, resume=REQUIRED if resume else NEVER,
                          checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+    if nproc > 1:   # the same command in N processes; what they cannot share is refused here, before they start
+        DataParallel(rank=0, world_size=nproc, local_rank=0).check(task_obj.info().modality,
+                                                                   request.config.batch_size)
+        check_gpus(request.config.device, nproc)
+        sys.exit(launch(nproc, _without_nproc(sys.argv[1:])))
     sys.exit(execute(request))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """This command's arguments (`run ...`) as each process is started with: without --nproc."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out

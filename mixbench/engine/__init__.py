@@ -6,6 +6,7 @@
     checkpoint.py   writing it to disk as the run goes, and restoring a run from it
     codec.py        a strategy's state as tensors and plain data (what weights_only loads)
     interrupts.py   Ctrl-C and SIGTERM held back until the training step in progress ends
+    distributed.py  data parallel on torch.distributed: ranks share each batch, the tap's sums
     history.py      what a run leaves behind: per-round and per-step records
     probe.py        the probe a strategy gets into the live run
     tap.py          per-domain final-layer gradients from the normal backward pass

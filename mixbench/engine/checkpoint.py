@@ -12,9 +12,12 @@ plain data only, so it loads with `torch.load(path, weights_only=True)`:
   model, optimizer, step (the schedule's position), mixture, the sampler's and the probe's
   generators, torch / numpy / python global generators
   strategy    its state_dict(), through the codec
-  meter       FLOPs and seconds so far
+  meter       FLOPs, seconds and bytes so far
   history     the record so far: initial evaluation, every round, every step's loss
   round       the round in progress: its steps so far and the gradient tap's sums
+
+In a data-parallel run rank 0 writes it, with the tap's sums of every rank pooled into its own
+(see distributed.py); every rank resumes from the same file.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 
 from mixbench.engine.codec import UnsavableState, decode, encode
+from mixbench.engine.distributed import SINGLE, SingleProcess
 from mixbench.engine.history import RoundRecord, RunHistory
 from mixbench.engine.interrupts import held_signals
 from mixbench.engine.state import RunState, StepResult
@@ -50,7 +54,7 @@ _PARTS = ("identity", "notes", "step", "model", "optimizer", "mixture", "sampler
 # History fields the run sets up from its data before training: checked against the checkpoint's, not restored.
 _SETUP_FIELDS = ("domains", "eval_proportions", "reference_domains", "reference_proportions", "eval_rows",
                  "num_params")
-_NOT_SAVED = ("meter", "shape", "device")   # the meter is saved on its own; the others are the run's own
+_NOT_SAVED = ("meter", "shape", "device", "world_size")   # the meter is saved on its own; the others are the run's own
 
 
 class CheckpointError(MixbenchError):
@@ -116,6 +120,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     missing = [part for part in _PARTS if part not in payload]
     if missing:
         raise CheckpointError(f"{path} is damaged (it lacks {', '.join(missing)})")
+    if isinstance(payload["identity"], dict):   # written before data-parallel runs: by one process
+        payload["identity"].setdefault("world size", 1)
     return Checkpoint(path, payload)
 
 
@@ -140,29 +146,45 @@ class CheckpointPlan:
 class Checkpointer:
     """Writes a run's checkpoints as the plan says, and restores a run from one."""
 
-    def __init__(self, plan: CheckpointPlan | None, state: RunState, tap: GradientTap | None):
+    def __init__(self, plan: CheckpointPlan | None, state: RunState, tap: GradientTap | None,
+                 ranks: SingleProcess = SINGLE):
         self.plan = plan or CheckpointPlan()
-        self.state, self.tap = state, tap
-        self.writing = self.plan.path is not None and self.plan.keep > 0
+        self.state, self.tap, self.ranks = state, tap, ranks
+        self.planned = self.plan.path is not None and self.plan.keep > 0   # the same on every rank
+        self.writing = self.planned and ranks.writer
         self.warned = False
+        self.pending: list[int] = []   # signals held over to the next step (data parallel: see around_step)
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
     def around_step(self, round_end: int) -> Iterator[None]:
         """One training step of the loop. A signal arriving during it waits for the step to end;
-        then the run is checkpointed and the signal delivered. Every `every` steps (short of the
-        round end, which is checkpointed anyway) a checkpoint is written too."""
+        then the run is checkpointed and the signal delivered. In a data-parallel run the ranks
+        first agree whether any was signalled, and all stop after the same step. Every `every`
+        steps (short of the round end, which is checkpointed anyway) a checkpoint is written too."""
         with held_signals() as received:
+            received += self.pending   # signals that came too late for the last step's agreement
+            self.pending = []
             yield
-            if received:
+            stop = self.ranks.any(bool(received))   # every rank stops after the same step
+            if stop:
                 self.save()
+            elif received:   # it came during the agreement, which the other ranks ended without it: the next step's
+                self.pending, received[:] = list(received), []
+        if stop and not received:   # another rank was interrupted: this one stops with it
+            raise KeyboardInterrupt("an interrupt to another rank")
         every = self.plan.every
         if every and self.state.step % every == 0 and self.state.step < round_end:
             self.save()
 
     def save(self) -> None:
         """Write a checkpoint now; the state must be between two steps. A write that fails costs
-        the run nothing but a warning: it goes on, and the previous checkpoint stays."""
+        the run nothing but a warning: it goes on, and the previous checkpoint stays. Every rank
+        calls it at the same points (rank 0 writes)."""
+        if not self.planned:
+            return
+        if self.tap is not None and self.state.round_steps:   # mid-round: rank 0 must hold the round's sums
+            self.ranks.pool_on_writer(self.tap.accumulator.tensors(), self.state.meter)
         if not self.writing:
             return
         with held_signals():   # a signal waits for the write: a checkpoint is whole or not there
@@ -199,7 +221,8 @@ class Checkpointer:
             "rng": _global_generators(),
             "strategy": encode(state.strategy.state_dict(), type(state.strategy).__name__),
             "meter": {"flops": [[c, label, v] for (c, label), v in state.meter.flops.items()],
-                      "seconds": [[c, label, v] for (c, label), v in state.meter.seconds.items()]},
+                      "seconds": [[c, label, v] for (c, label), v in state.meter.seconds.items()],
+                      "bytes": [[c, label, v] for (c, label), v in state.meter.bytes.items()]},
             "history": encode(saved_history, "the history"),
             "round_steps": [encode(dataclasses.asdict(r), "a step") for r in state.round_steps],
             "tap": None if self.tap is None else {"sums": self.tap.accumulator.sums.detach().cpu().clone(),
@@ -226,8 +249,10 @@ class Checkpointer:
             state.model.load_state_dict(p["model"])
             state.optimizer.load_state_dict(p["optimizer"])
             if self.tap is not None:
-                self.tap.accumulator.sums.copy_(p["tap"]["sums"])
-                self.tap.accumulator.counts.copy_(p["tap"]["counts"])
+                # Rank 0 saved the sums of every rank: the others start the round's from zero.
+                sums = p["tap"] if self.ranks.writer else {k: torch.zeros_like(v) for k, v in p["tap"].items()}
+                self.tap.accumulator.sums.copy_(sums["sums"])
+                self.tap.accumulator.counts.copy_(sums["counts"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot resume from {checkpoint.path}: it does not fit this run's model "
                                   f"({_first_line(exc)})") from None
@@ -237,7 +262,9 @@ class Checkpointer:
         state.probe_rng.bit_generator.state = decode(p["probe_rng"])
         state.round_steps = [StepResult(**decode(r)) for r in p["round_steps"]]
         state.strategy.load_state_dict(decode(p["strategy"]))
-        for totals, rows in ((state.meter.flops, p["meter"]["flops"]), (state.meter.seconds, p["meter"]["seconds"])):
+        meter = state.meter
+        for totals, rows in ((meter.flops, p["meter"]["flops"]), (meter.seconds, p["meter"]["seconds"]),
+                             (meter.bytes, p["meter"].get("bytes", []))):   # no bytes: a one-process checkpoint
             totals.clear()   # refilled in the saved order: sums over them add up in the same order
             totals.update({(c, label): v for c, label, v in rows})
         _set_global_generators(p["rng"])

@@ -46,6 +46,7 @@ class RunHistory:
     num_params: int = 0
     tokens_trained: int = 0
     device: str = ""
+    world_size: int = 1             # processes training the model together (data parallel)
     seconds: float = 0.0
     meter: Meter | None = None
     shape: RunShape | None = None   # sizes for the paper's overhead formulas

@@ -1,13 +1,21 @@
-"""The overhead meter: FLOPs and wall-clock seconds, attributed to who caused them.
+"""The overhead meter: FLOPs, wall-clock seconds and bytes communicated, attributed to who
+caused them.
 
 Categories used by the trainer:
   train     forward + backward + optimiser of the normal training steps (6 * N * tokens FLOPs)
   eval      evaluation passes done for reporting only (2 * N * tokens FLOPs)
-  tap       the gradient tap's extra work (per-domain accumulator adds)
+  tap       the gradient tap's extra work (per-domain accumulator adds) and, in a data-parallel
+            run, its all-reduce of the round's per-domain sums (`tap/allreduce`: R&B's only
+            communication beyond plain data-parallel training)
   strategy  what the strategy causes: its own compute (e.g. R&B's Gq), probes, evaluations it
             requires
   report    work done only so the report can show it (rnb's last Gram, for the heatmap)
-Overhead is everything but `train` and `eval`, relative to `train`.
+  comm      what data-parallel training itself communicates, whatever the strategy: DDP's
+            gradient all-reduce (`comm/gradients`; its seconds overlap the backward and stay
+            inside `train/step`) and each step's exchange of the batch's per-example losses
+Overhead is `tap` and `strategy`, relative to `train`. In a data-parallel run each process
+meters its own work (its share of the batch; the strategy's, which every process repeats), and
+the run reports rank 0's meter.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 OVERHEAD_CATEGORIES = ("tap", "strategy")
 # What the paper's App. D counts as R&B's cost: the Balance products ("gq" since Balance stopped
@@ -32,6 +40,8 @@ class OverheadReport:
     overhead_seconds: float
     flops_by_label: dict
     seconds_by_label: dict
+    # Bytes all-reduced or gathered (data-parallel runs only); keyword-only, so it may default.
+    bytes_by_label: dict = field(default_factory=dict, kw_only=True)
 
     @property
     def flops_pct(self) -> float:
@@ -57,6 +67,7 @@ class OverheadReport:
             "seconds_pct": self.seconds_pct,
             "flops_by_label": dict(self.flops_by_label),
             "seconds_by_label": dict(self.seconds_by_label),
+            "bytes_by_label": dict(self.bytes_by_label),
         }
 
 
@@ -65,13 +76,14 @@ def _pct(part: float, whole: float) -> float:
 
 
 class Meter:
-    """Accumulates FLOPs and seconds per (category, label); `category` decides what is overhead."""
+    """Accumulates FLOPs, seconds and bytes per (category, label); `category` decides what is overhead."""
 
     def __init__(self, synchronize=None):
         # On CUDA the caller passes torch.cuda.synchronize so timings cover the queued kernels.
         self._synchronize = synchronize or (lambda: None)
         self.flops: dict[tuple[str, str], float] = defaultdict(float)
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
+        self.bytes: dict[tuple[str, str], float] = defaultdict(float)
         self._open: list[list[float]] = []  # per open timed() block: seconds of the blocks inside it
 
     def add_flops(self, category: str, label: str, flops: float) -> None:
@@ -79,6 +91,9 @@ class Meter:
 
     def add_seconds(self, category: str, label: str, seconds: float) -> None:
         self.seconds[(category, label)] += float(seconds)
+
+    def add_bytes(self, category: str, label: str, nbytes: float) -> None:
+        self.bytes[(category, label)] += float(nbytes)
 
     @contextmanager
     def timed(self, category: str, label: str):
@@ -112,4 +127,5 @@ class Meter:
             overhead_seconds=self.total_seconds(*OVERHEAD_CATEGORIES),
             flops_by_label={f"{c}/{lbl}": v for (c, lbl), v in sorted(self.flops.items())},
             seconds_by_label={f"{c}/{lbl}": v for (c, lbl), v in sorted(self.seconds.items())},
+            bytes_by_label={f"{c}/{lbl}": v for (c, lbl), v in sorted(self.bytes.items())},
         )

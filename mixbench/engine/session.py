@@ -18,6 +18,7 @@ import torch
 
 from mixbench.config import TrainConfig
 from mixbench.engine.callbacks import TrainCallback
+from mixbench.engine.distributed import SINGLE, SingleProcess, StepLoss
 from mixbench.engine.schedule import cosine_schedule
 from mixbench.engine.state import RunState, StepResult
 from mixbench.engine.tap import GradientTap
@@ -49,6 +50,7 @@ class RunSetup:
     device: torch.device
     num_domains: int
     tap: GradientTap | None = None   # present when the strategy asked for domain gradients
+    ranks: SingleProcess = SINGLE    # the processes training the model together (data parallel)
 
 
 class TrainingSession:
@@ -58,6 +60,9 @@ class TrainingSession:
         # Forward FLOPs of one example are 2·N·tokens_per_example; a training step costs 3×.
         self.example_flops = 2 * setup.workload.num_params() * setup.workload.tokens_per_example
         self.in_branch = False
+        # What the run's own training steps go through (DDP in a data-parallel run); a branch's
+        # steps use the plain model, whole on every rank.
+        self.trained = setup.ranks.wrap(state.model)
 
     @property
     def steps_left(self) -> int:
@@ -69,29 +74,35 @@ class TrainingSession:
         """One optimiser step on a batch drawn from `mixture`: sample → tap → forward/backward →
         step. Inside a branch it is the strategy's overhead, untapped, and undone on exit; there
         `weigh` may set per-example loss weights after seeing the batch's losses (and
-        `reference`'s on the same examples)."""
+        `reference`'s on the same examples). In a data-parallel run every rank draws the same
+        batch and trains on its slice (a branch's steps: on all of it)."""
         setup, state = self.setup, self.state
         if weigh is not None and not self.in_branch:
             raise RuntimeError("weighted training steps are only allowed inside a branch")
         category, label = ("strategy", "probe_train") if self.in_branch else ("train", "step")
-        rows, domains = state.sampler.sample(mixture, setup.cfg.batch_size)
-        batch = setup.train_split.batch(rows, setup.device)
+        ranks, module = (SINGLE, state.model) if self.in_branch else (setup.ranks, self.trained)
+        rows, domains = state.sampler.sample(mixture, setup.cfg.batch_size)   # the global batch
+        mine = ranks.share(len(rows))                                           # this rank's rows of it
+        batch = setup.train_split.batch(rows[mine], setup.device)
         tapping = setup.tap is not None and not self.in_branch
         with state.meter.timed(category, label):
-            with setup.tap.batch(torch.from_numpy(domains).to(setup.device)) if tapping else nullcontext():
+            with setup.tap.batch(torch.from_numpy(domains[mine]).to(setup.device)) if tapping else nullcontext(), \
+                    setup.workload.using(module):
                 out = setup.workload.loss(batch)
-            loss = out.loss if weigh is None else self._weighted_loss(out, domains, weigh, reference, batch)
+            if weigh is None:
+                loss = ranks.combine(out, state.meter)   # the global batch's mean; this rank's share to back-propagate
+            else:
+                loss = StepLoss.whole(out, self._weighted_loss(out, domains, weigh, reference, batch))
             state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.objective.backward()
             torch.nn.utils.clip_grad_norm_(state.model.parameters(), setup.cfg.grad_clip)
             for group in state.optimizer.param_groups:
                 group["lr"] = self.lr_at(state.step)
             state.optimizer.step()
-        state.meter.add_flops(category, label, 3 * self.example_flops * len(rows))
+        state.meter.add_flops(category, label, 3 * self.example_flops * len(rows[mine]))   # this rank's work
         state.step += 1
-        return StepResult(step=state.step, loss=float(loss.detach()), domains=domains,
-                          row_loss=out.row_loss.detach().double().cpu().numpy(),
-                          row_weight=out.row_weight.detach().double().cpu().numpy())
+        return StepResult(step=state.step, loss=loss.value, domains=domains, row_loss=loss.row_loss,
+                          row_weight=loss.row_weight)
 
     def _weighted_loss(self, out, domains: np.ndarray, weigh: Weigh, reference: FrozenRunModel | None,
                        batch) -> torch.Tensor:

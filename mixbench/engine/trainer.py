@@ -4,6 +4,9 @@ Training is `num_rounds` rounds of K = `steps_per_round` optimiser steps. Each b
 from the current mixture (each example picks its domain from p, then an example of it). At
 every round end the trainer evaluates the per-domain eval loss, hands the strategy the round's
 feedback (only the signals it declared), and takes the next mixture back.
+
+The same loop trains data-parallel when `ranks` are several processes (distributed.py says how
+they share the work); a single process is a group of one, so the loop reads the same.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from mixbench.config import TrainConfig
 from mixbench.engine.accumulator import MIB, HalvesAccumulator, exact_bytes, make_accumulator
 from mixbench.engine.callbacks import ProgressBar, TrainCallback
 from mixbench.engine.checkpoint import Checkpointer, CheckpointPlan
+from mixbench.engine.distributed import SINGLE, SingleProcess
 from mixbench.engine.evaluation import EvalReference, select_eval_subset, weighted_mean
 from mixbench.engine.history import RoundRecord, RunHistory
 from mixbench.engine.meter import Meter
@@ -29,7 +33,7 @@ from mixbench.engine.state import RunState, StepResult
 from mixbench.engine.tap import GradientTap
 from mixbench.errors import MixbenchError
 from mixbench.mixture import Mixture
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
+from mixbench.strategy import DomainGradients, MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
 from mixbench.task import TaskData
 from mixbench.workloads import Evaluation, build_workload
 
@@ -48,16 +52,19 @@ def train(
     eval_rows: np.ndarray | None = None,
     reference: EvalReference | None = None,
     checkpoints: CheckpointPlan | None = None,
+    ranks: SingleProcess = SINGLE,
 ) -> RunHistory:
     """Train once. `eval_rows` picks the eval examples scored at round ends (indices into
     data.eval); by default `eval_per_domain` of each domain, the same for every seed.
     `reference` labels data.eval by the task's original domains (default: the run's own), for
     the reference eval loss every run of a task is compared on. `history` is filled in place.
-    `checkpoints` says where the run's checkpoints go, and which one it resumes from."""
+    `checkpoints` says where the run's checkpoints go, and which one it resumes from. `ranks`
+    are the processes training the model together (distributed.join() under torchrun)."""
     data.require_eval_in_train()
+    ranks.check(data.modality, cfg.batch_size)
     history = history if history is not None else RunHistory()
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    device = ranks.place(resolve_device(cfg.device))
+    torch.manual_seed(cfg.seed)   # the same on every rank: one model, one generator of batches
 
     # -- model and data: encoded once; a fixed eval subset shared by every seed ----------------
     workload = build_workload(data.modality, cfg)
@@ -83,6 +90,7 @@ def train(
     history.eval_rows = [int(i) for i in eval_rows]
     history.num_params = workload.num_params()
     history.device = str(device)
+    history.world_size = ranks.world_size
 
     # -- the run's state, and the operations the loop and the strategy's probe share ------------
     meter = Meter(synchronize=torch.cuda.synchronize if device.type == "cuda" else None)
@@ -96,12 +104,13 @@ def train(
     tap = _tap(model.head, m, meter, cfg, halves=Signal.DOMAIN_GRADIENT_HALVES in wants) \
         if wants & {Signal.DOMAIN_GRADIENTS, Signal.DOMAIN_GRADIENT_HALVES} else None
     history.tap_accumulator = _describe(tap)
-    checkpointer = Checkpointer(checkpoints, state, tap)
+    checkpointer = Checkpointer(checkpoints, state, tap, ranks)
     resumed = checkpointer.restore()   # a resumed run goes on from its checkpoint's state, bit for bit
-    bar = ProgressBar(cfg.steps, cfg.num_rounds, desc=type(strategy).__name__, enabled=progress, done=state.step)
+    bar = ProgressBar(cfg.steps, cfg.num_rounds, desc=type(strategy).__name__, enabled=progress and ranks.writer,
+                      done=state.step)
     callbacks = [bar, *callbacks]
     session = TrainingSession(RunSetup(cfg=cfg, workload=workload, train_split=train_split, eval_split=eval_split,
-                                       device=device, num_domains=m, tap=tap), state, callbacks)
+                                       device=device, num_domains=m, tap=tap, ranks=ranks), state, callbacks)
     probe = RunProbe(meter, session)
     # Evaluations a strategy needs are its overhead; otherwise they are reporting only.
     round_eval_category = "strategy" if Signal.EVAL_LOSSES in wants else "eval"
@@ -165,7 +174,7 @@ def train(
             if state.step < cfg.steps:  # after the last round there is no next mixture to choose
                 feedback = RoundFeedback(
                     round_index=round_index, step=state.step, mixture=state.mixture, counts=counts,
-                    domain_gradients=tap.snapshot_and_reset() if tap is not None else None,
+                    domain_gradients=_round_gradients(tap, ranks, meter),
                     eval_losses=eval_losses if Signal.EVAL_LOSSES in wants else None,
                     train_losses=_train_losses(done, m) if Signal.TRAIN_LOSSES in wants else None,
                 )
@@ -193,13 +202,22 @@ def _tap(head: torch.nn.Module, m: int, meter: Meter, cfg: TrainConfig, halves: 
     if not isinstance(head, torch.nn.Linear):
         raise MixbenchError(f"the gradient tap needs an nn.Linear final layer, got {type(head).__name__}")
     accumulator = make_accumulator(m, tuple(head.weight.shape), head.weight.device, cfg.tap_memory, seed=cfg.seed,
-                                   halves=halves)
-    if accumulator.sketched:
+                                   halves=halves, mode=cfg.tap_sums)
+    if accumulator.sketched and cfg.tap_sums == "auto":
         slots = 2 * m if halves else m
         log.warning("the exact per-domain gradient sums would take %.1f MiB (over --tap-memory %g): sketching "
                     "them in %.1f MiB", exact_bytes(slots, tuple(head.weight.shape)) / MIB, cfg.tap_memory,
                     accumulator.nbytes / MIB)
     return GradientTap(head, m, meter, accumulator=accumulator)
+
+
+def _round_gradients(tap: GradientTap | None, ranks: SingleProcess, meter: Meter) -> DomainGradients | None:
+    """The round's per-domain gradient sums and counts, summed over the ranks first (R&B's only
+    communication, metered as tap/allreduce); the tap starts the next round from zero."""
+    if tap is None:
+        return None
+    ranks.sum_(tap.accumulator.tensors(), meter, "tap", "allreduce")
+    return tap.snapshot_and_reset()
 
 
 def _describe(tap: GradientTap | None) -> str:

@@ -37,13 +37,16 @@ def checkpoint_path(results: Path) -> Path:
 
 
 def run_identity(*, task_name: str, task_version: str, algo: str, params: dict, config: dict, domains: DomainSpec,
-                 embedder_name: str | None) -> dict:
-    """What a run is, as its checkpoint records it: a resume must match every entry."""
+                 embedder_name: str | None, world_size: int = 1) -> dict:
+    """What a run is, as its checkpoint records it: a resume must match every entry. The world
+    size too: a data-parallel checkpoint holds rank 0's share of the round's state (its meter,
+    the pooled tap sums), which only the same number of processes can take up."""
     return _as_stored({
         "task": task_name, "task version": task_version, "strategy": algo,
         "hyperparameters": params, "config": config,
         "domains": domains.method if domains.method == "original" else f"regroup k={_ks(domains.ks)}",
         "embedder": embedder_name if domains.method == "regroup" else None,
+        "world size": world_size,
     })
 
 

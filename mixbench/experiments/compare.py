@@ -1,6 +1,7 @@
 """`mixbench compare`: run a grid of (algo, domains, seed) cells through the same trainer, skip
 the cells already finished (an interrupted compare resumes, the cell it stopped in from that
-cell's last checkpoint), and summarise against stratified.
+cell's last checkpoint), and summarise against stratified. With `jobs` > 1 the cells run that
+many at a time, each in its own process (parallel_cells.py).
 
 Every cell writes its results JSON at the fixed path <out>/<task>/<algo>/<domains>/seed<n>.json,
 so the grid's state is the files on disk.
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 
 from mixbench.errors import MixbenchError
+from mixbench.experiments.parallel_cells import cell_spec, run_cells, threads_per_job
 from mixbench.experiments.results import RunResult, result_path
 from mixbench.regroup import DomainSpec
 from mixbench.storage.atomic import json_safe
@@ -97,18 +99,20 @@ def done(path: Path, settings: CellSettings, keep: bool) -> bool:
 def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
              overrides: dict, embedder_name: str, hyperparameters: dict | None = None, use_mlflow: bool,
              experiment: str, progress: bool, keep_cells: bool = False, checkpoint_every: int | None = None,
-             keep_checkpoints: int = 1) -> Grid:
+             keep_checkpoints: int = 1, jobs: int = 1) -> Grid:
     """Run every missing cell; returns the grid's result paths and the cells that failed (a
     strategy that crashes fails its cell; the other cells still run). `overrides` are
     training settings on top of the task's budget (the seed comes from the cell);
     `hyperparameters` {algo: {name: value}} those of the strategies. A finished cell made with
     other settings is rerun, or with `keep_cells` refused. A cell that was interrupted goes on
-    from its checkpoint if it has one made with the same settings."""
+    from its checkpoint if it has one made with the same settings. `jobs` cells run at a time."""
     from mixbench import registry
     from mixbench.experiments.checkpoints import WHEN_POSSIBLE
     from mixbench.experiments.run import EXIT_DIVERGED, RunRequest, execute
     from mixbench.storage.atomic import check_writable
 
+    if jobs < 1:
+        raise MixbenchError(f"--jobs must be at least 1, got {jobs}")
     strategy_classes = {algo: registry.strategies.get(algo) for algo in algos}  # unknown names fail here
     hyperparameters = hyperparameters or {}
     # A bad hyperparameter fails here, before any cell runs.
@@ -135,8 +139,10 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
                             task_version=version)
 
     todo = [(c, p) for c, p in zip(cells, paths) if not done(p, settings(c), keep_cells)]
+    jobs = min(jobs, max(1, len(todo)))
+    at_once = f", {jobs} at a time ({threads_per_job(jobs)} threads each)" if jobs > 1 else ""
     click.echo(f"compare {task_name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
-               f"{len(todo)} to run", err=True)
+               f"{len(todo)} to run{at_once}", err=True)
     parent = _parent_tracker(task_name, algos, domain_specs or ["default"], seeds, experiment) \
         if use_mlflow and todo else None
     # The cells are tracked as the parent's children; if the parent could not start, neither would
@@ -144,6 +150,15 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     cells_tracked = parent is not None and parent.active
     embedders, failed = {}, []
     try:
+        if jobs > 1:
+            _regroup_once(task, [c for c, _ in todo], embedder_name, progress)
+            failed += run_cells([(_name(c), cell_spec(
+                algo=c.algo, params=strategies[c.algo].get_params(), task_name=task_name,
+                config=config.override(seed=c.seed).to_dict(), out_dir=out_dir, use_mlflow=cells_tracked,
+                experiment=experiment, parent_run_id=parent.run_id if cells_tracked else None, domains=c.domains,
+                embedder_name=embedder_name, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints),
+                path) for c, path in todo], jobs)
+            todo = []   # all run: the loop below is the one-at-a-time path
         for i, (cell, _) in enumerate(todo, 1):
             click.echo(f"[{i}/{len(todo)}] {cell.algo} · {cell.domains.label} · seed {cell.seed}", err=True)
             strategy = strategy_classes[cell.algo](**hyperparameters.get(cell.algo, {}))
@@ -181,6 +196,24 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
             parent.finish("FAILED")
         raise
     return Grid(paths=paths, failed=failed)
+
+
+def _name(cell: Cell) -> str:
+    return f"{cell.algo} · {cell.domains.label} · seed {cell.seed}"
+
+
+def _regroup_once(task, cells: list[Cell], embedder_name: str, progress: bool) -> None:
+    """Make each regrouping the cells need once, here, before they start: side by side they
+    would all embed the task at once; now they read it from the cache."""
+    from mixbench import registry
+    from mixbench.regroup import regroup
+
+    specs = list(dict.fromkeys(c.domains for c in cells if c.domains.method == "regroup"))
+    if not specs:
+        return
+    data, info, embedder = task.load(), task.info(), registry.embedders.create(embedder_name)
+    for spec in specs:
+        regroup(data, info, embedder, list(spec.ks), seed=0, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,10 @@ class Overhead(OverheadReport):
 
     @classmethod
     def from_dict(cls, values: dict) -> Overhead:
-        """From `to_dict()` output; the percentages are derived, not read."""
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+        """From `to_dict()` output; the percentages are derived, not read. Results from before
+        bytes were metered have none."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name != "bytes_by_label"},
+                   bytes_by_label=values.get("bytes_by_label", {}))
 
 
 @dataclass
@@ -126,12 +128,13 @@ class Environment:
     platform: str
     device: str
     git_hash: str
+    world_size: int = 1   # processes that trained the model together (data parallel)
 
     @classmethod
-    def current(cls, device: str) -> Environment:
+    def current(cls, device: str, world_size: int = 1) -> Environment:
         return cls(mixbench=_version("mixbench"), torch=_version("torch"), numpy=_version("numpy"),
                    python=platform.python_version(), platform=platform.platform(), device=device,
-                   git_hash=git_hash())
+                   git_hash=git_hash(), world_size=world_size)
 
 
 @dataclass
@@ -201,7 +204,7 @@ class RunResult:
             strategy=StrategyRecord(name=algo, params=strategy.get_params(), extras=strategy.report_extras()),
             task=TaskRecord(**{**dataclasses.asdict(task_info), "name": task_name}, num_domains=len(names)),
             domains=dataclasses.replace(domains, names=names),
-            seed=cfg.seed, config=cfg, environment=Environment.current(history.device),
+            seed=cfg.seed, config=cfg, environment=Environment.current(history.device, history.world_size),
             metrics=Metrics(
                 initial_mean_eval_loss=history.initial_mean_eval_loss,
                 final_mean_eval_loss=history.final_mean_eval_loss,

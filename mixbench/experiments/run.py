@@ -2,6 +2,8 @@
 
 Whatever happens during training (finish, Ctrl-C, a crash) the results JSON is written with
 its status and everything recorded so far, and the MLflow run is closed with a matching status.
+Started by torchrun as one of several processes, the run trains data-parallel, and rank 0 alone
+writes the results, the checkpoints and MLflow and prints the summary.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from mixbench.task import Task
 
 if TYPE_CHECKING:
     from mixbench.engine.checkpoint import Checkpoint
+    from mixbench.engine.distributed import SingleProcess
 
 EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3      # the run ended early because its loss stopped being finite
@@ -59,6 +62,18 @@ class RunRequest:
 
 def execute(req: RunRequest) -> int:
     """Runs the request; returns the process exit code. Raises MixbenchError for bad input."""
+    from mixbench.engine.distributed import join
+
+    ranks = join(req.config.device)   # one process, or one rank of a torchrun job
+    if not ranks.writer:              # rank 0 tells and records; the others only train
+        req = dataclasses.replace(req, use_mlflow=False, progress=False, quiet=True)
+    try:
+        return _execute(req, ranks)
+    finally:
+        ranks.leave()
+
+
+def _execute(req: RunRequest, ranks: SingleProcess) -> int:
     from mixbench.engine import train
 
     cfg = req.config
@@ -66,17 +81,20 @@ def execute(req: RunRequest) -> int:
     check_writable(path.parent, path)   # before any training: a folder where the results go is refused now
     info = req.task.info()
     # A resume that cannot be (no checkpoint, a damaged one, another run's) is refused here, before anything is written.
-    plan = checkpoint_plan(path, _identity(req, info), resume=req.resume, every=req.checkpoint_every,
-                           keep=req.keep_checkpoints)
+    plan = checkpoint_plan(path, _identity(req, info, ranks.world_size), resume=req.resume,
+                           every=req.checkpoint_every, keep=req.keep_checkpoints)
     tracker, domains = None, DomainsRecord(method="original", names=[])
     history, status, error, started_at = RunHistory(), "failed", None, now()
     try:   # from loading on: an interrupt while the task loads or regroups still leaves its results file
-        data, domains, eval_rows, reference = _load(req, info)
+        with ranks.writer_first():   # a regrouping is made once, by rank 0; the others read it from the cache
+            data, domains, eval_rows, reference = _load(req, info)
         plan = check_domains(plan, data, req.resume)
+        ranks.check_same(plan.notes["domains fingerprint"], "the task's domains")
         if plan.resume is not None:
             started_at = plan.resume.notes.get("started_at") or started_at
-            click.echo(f"resuming from {plan.path} at step {plan.resume.step} of {cfg.steps} "
-                       f"({plan.resume.rounds_done} of {cfg.num_rounds} rounds done)", err=True)
+            if ranks.writer:
+                click.echo(f"resuming from {plan.path} at step {plan.resume.step} of {cfg.steps} "
+                           f"({plan.resume.rounds_done} of {cfg.num_rounds} rounds done)", err=True)
         tracker = _start_tracker(req, cfg, plan.resume) if req.use_mlflow else None
         plan.notes.update(started_at=started_at, mlflow_run_id=tracker.run_id if tracker is not None else None)
         callbacks = []
@@ -86,7 +104,7 @@ def execute(req: RunRequest) -> int:
             tracker.log_params(_flat_params(req, cfg, info, len(data.domains), domains))
             callbacks.append(RoundLogger(tracker, data.domains))
         train(data, req.strategy, cfg, history=history, progress=req.progress, eval_rows=eval_rows,
-              reference=reference, callbacks=callbacks, checkpoints=plan)
+              reference=reference, callbacks=callbacks, checkpoints=plan, ranks=ranks)
         status = "finished"
     except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP as the command line turns them into one
         status, error = "interrupted", f"interrupted by {exc.args[0] if exc.args else 'the user'}"
@@ -103,17 +121,18 @@ def execute(req: RunRequest) -> int:
         # say) has nothing to keep: no results file, and its MLflow run is marked failed. Nor has
         # a resume stopped before its checkpoint was restored: the results file there stays.
         refused = not history.initial_eval_losses and (status == "failed" or plan.resume is not None)
+        written = not refused and ranks.writer
         result = RunResult.from_run(algo=req.algo, strategy=req.strategy, task_name=req.task_name, task_info=info,
                                     cfg=cfg, history=history, status=status, error=error, started_at=started_at,
                                     domains=domains)
-        if not refused:
+        if written:
             result.save(path)
         if tracker is not None:
             if refused:
                 tracker.finish("FAILED")
             else:
                 _finish_tracker(tracker, result, path)
-        if status != "finished" and not refused:
+        if status != "finished" and written:
             reason = f"{error}; " if status == "diverged" else ""
             resumable = "; --resume continues it from its checkpoint" \
                 if status == "interrupted" and plan.path.exists() else ""
@@ -144,10 +163,10 @@ def _load(req: RunRequest, info):
     return data, domains, eval_rows, reference
 
 
-def _identity(req: RunRequest, info) -> dict:
+def _identity(req: RunRequest, info, world_size: int) -> dict:
     return run_identity(task_name=req.task_name, task_version=info.version, algo=req.algo,
                         params=req.strategy.get_params(), config=req.config.to_dict(), domains=req.domains,
-                        embedder_name=req.embedder_name)
+                        embedder_name=req.embedder_name, world_size=world_size)
 
 
 def _start_tracker(req: RunRequest, cfg: TrainConfig, resumed: Checkpoint | None = None):

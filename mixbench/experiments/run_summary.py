@@ -45,12 +45,46 @@ def print_summary(result: RunResult, path: Path, tracker=None) -> None:
             echo(f"overhead by formula (R&B App. D, else the strategy's own): {o.paper_formula_flops:.3g} "
                  f"FLOPs; measured "
                  f"{o.overhead_flops:.3g}" + (f" ({ratio:.3g}× the formula)" if ratio is not None else ""))
+    for line in _communication_lines(result):
+        echo(line)
     if m.tap_accumulator:
         echo(f"gradient tap sums: {m.tap_accumulator}")
     echo(f"results: {path}")
     if tracker is not None:
         echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")
         echo(f"        view with: mlflow ui --backend-store-uri {tracker.tracking_uri}")
+
+
+def _communication_lines(result: RunResult) -> list[str]:
+    """A data-parallel run's traffic: the tap's all-reduce (R&B's only extra, in the overhead
+    above) per round, and what data-parallel training itself sends per step (not overhead)."""
+    o = result.overhead
+    sent = o.bytes_by_label if o is not None else {}
+    if not sent:
+        return []
+    steps = max(1, result.metrics.steps_done)
+    lines = [f"communication ({result.environment.world_size} processes; bytes each all-reduces or gathers):"]
+    tap = sent.get("tap/allreduce")
+    if tap:
+        # One all-reduce at every round end that has an update after it (all but the last); a
+        # checkpoint mid-round adds one.
+        updates = max(1, sum(1 for r in result.rounds if r.step < result.config.steps))
+        seconds = o.seconds_by_label.get("tap/allreduce", 0.0)
+        lines.append(f"  tap all-reduce (per-domain sums and counts): {_bytes(tap / updates)} per round, "
+                     f"{seconds:.3f} s in all (in the overhead above)")
+    train = {label: v for label, v in sent.items() if label.startswith("comm/")}
+    if train:
+        lines.append("  data-parallel training itself (not overhead): "
+                     + ", ".join(f"{label.removeprefix('comm/').replace('_', ' ')} {_bytes(v / steps)}"
+                                 for label, v in train.items()) + " per step")
+    return lines
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 def _domain_table(result: RunResult, final_p: list[float]) -> list[str]:

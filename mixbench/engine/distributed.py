@@ -1,0 +1,309 @@
+"""Data parallel on torch.distributed: N processes ("ranks") train one model together.
+
+    torchrun --nproc-per-node N -m mixbench run ...      (or: mixbench run --nproc N ...)
+
+How a run is shared, and why each choice keeps it equal to the one-process run:
+
+  batches     every rank draws the whole global batch from the same generator (same seed) and
+              keeps its contiguous 1/N slice: the global batch is the one-process batch.
+  loss        each rank back-propagates Σ (its rows' losses) / Σ (the global batch's weights),
+              its share of the global batch's mean (text: the mean over response tokens), and
+              DDP *sums* the gradients (a comm hook; DDP's default would average): the sum is the
+              one-process gradient. The weights come from one all-gather per step of every row's
+              loss and weight, which also gives every rank the step's record (loss, per-domain
+              losses) that strategies read, identically.
+  the tap     sees its rank's share of the head's gradient; the per-domain sums and counts are
+              all-reduced (SUM) once per round, before the strategy's update: the sums of the
+              one-process run. A checkpoint mid-round first pools them on rank 0 (which saves
+              them) and zeroes them elsewhere: their sum over ranks is unchanged.
+  evaluation  done whole, identically, on every rank: the eval subset is small and fixed, and
+              a strategy that reads eval losses then decides the same on every rank with no
+              broadcast.
+  strategies  every rank runs the same strategy code on the same inputs (the all-reduced sums,
+              the gathered step records, the same eval losses, the same probe generator), so
+              their mixtures agree. Probes are collective: a probe's training steps on the run's
+              model are data-parallel steps like the loop's; scratch work in a branch (Skill-It's
+              graph runs, DoReMi's and DoGE's proxies) and probe gradients run whole on every
+              rank, on the plain model, with no communication.
+  writing     rank 0 alone writes results, checkpoints and MLflow; every rank reads the same
+              checkpoint to resume, which records the world size (another is refused).
+  signals     at the end of each step the ranks agree whether any of them was interrupted,
+              so all stop after the same step and rank 0's checkpoint is of it.
+
+gloo on CPU, NCCL on CUDA (each rank on the GPU of its local rank). The contrastive image-text
+loss compares each example with the rest of its batch, which a rank's slice does not hold: those
+tasks train in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mixbench.engine.meter import Meter
+from mixbench.errors import MixbenchError
+from mixbench.workloads import BatchLoss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepLoss:
+    """One training step's loss, as the backward and the run's record need it."""
+
+    objective: torch.Tensor   # what this process back-propagates
+    value: float              # the global batch's loss
+    row_loss: np.ndarray      # (B,) every row of the global batch, in batch order
+    row_weight: np.ndarray    # (B,)
+
+    @classmethod
+    def whole(cls, out: BatchLoss, loss: torch.Tensor) -> StepLoss:
+        """A batch computed whole in this process."""
+        return cls(loss, float(loss.detach()), out.row_loss.detach().double().cpu().numpy(),
+                   out.row_weight.detach().double().cpu().numpy())
+
+
+class SingleProcess:
+    """A run of one process: each method is what one process does, so the trainer calls them
+    unconditionally."""
+
+    rank = 0
+    world_size = 1
+    writer = True   # writes results, checkpoints and MLflow
+
+    def place(self, device: torch.device) -> torch.device:
+        return device
+
+    def check(self, modality: str, batch_size: int) -> None:
+        """Refuse, in one line, a run these ranks cannot share."""
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the run's training steps go through."""
+        return model
+
+    def share(self, batch_size: int) -> slice:
+        """This process's rows of a global batch."""
+        return slice(0, batch_size)
+
+    def combine(self, out: BatchLoss, meter: Meter) -> StepLoss:
+        """The step's loss from this process's rows (`out`)."""
+        return StepLoss.whole(out, out.loss)
+
+    def sum_(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
+        """Sum each tensor over the ranks, in place."""
+
+    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter) -> None:
+        """Move the ranks' sum of each tensor to rank 0, zeroes elsewhere (before rank 0 saves them)."""
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is true on any rank."""
+        return flag
+
+    def check_same(self, value: str, what: str) -> None:
+        """Refuse a run whose ranks disagree on `value`."""
+
+    @contextmanager
+    def writer_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first, the others after it (they then read what it cached)."""
+        yield
+
+    def leave(self) -> None:
+        """Leave the process group."""
+
+
+SINGLE = SingleProcess()
+
+
+class DataParallel(SingleProcess):
+    """One rank of a torchrun job (the process group is already joined)."""
+
+    def __init__(self, rank: int, world_size: int, local_rank: int):
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        self.writer = rank == 0
+
+    def place(self, device: torch.device) -> torch.device:
+        if device.type != "cuda":
+            return device
+        if device.index is not None:
+            raise MixbenchError(f"--device {device} picks one GPU; in a data-parallel run each process takes the GPU "
+                                "of its local rank: use --device cuda (or auto)")
+        if self.local_rank >= torch.cuda.device_count():
+            raise MixbenchError(f"local rank {self.local_rank} has no GPU ({torch.cuda.device_count()} visible): "
+                                "start at most one process per GPU")
+        torch.cuda.set_device(self.local_rank)
+        return torch.device("cuda", self.local_rank)
+
+    def check(self, modality: str, batch_size: int) -> None:
+        if modality != "text":
+            raise MixbenchError(f"data-parallel training is for text tasks: this task is {modality}, whose "
+                                "contrastive loss compares each example with the rest of its batch; run it in "
+                                "one process")
+        if batch_size % self.world_size:
+            raise MixbenchError(f"--batch-size {batch_size} does not split evenly over {self.world_size} "
+                                "processes: use a multiple of their number")
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # The models' buffers are constants: no need to broadcast them at every forward.
+        ddp = DistributedDataParallel(model, forward_sync_buffers=False)
+        ddp.register_comm_hook(None, _sum_gradients)
+        self.gradient_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        return ddp
+
+    def share(self, batch_size: int) -> slice:
+        per_rank = batch_size // self.world_size
+        return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+
+    def combine(self, out: BatchLoss, meter: Meter) -> StepLoss:
+        import torch.distributed as dist
+
+        mine = torch.stack([out.row_loss.detach().double(), out.row_weight.detach().double()])   # (2, B/N)
+        parts = [torch.empty_like(mine) for _ in range(self.world_size)]
+        with meter.timed("comm", "step_losses"):
+            dist.all_gather(parts, mine)
+        meter.add_bytes("comm", "step_losses", mine.numel() * mine.element_size() * self.world_size)
+        # DDP's all-reduce of every gradient, once per step (its seconds are inside the backward's).
+        meter.add_bytes("comm", "gradients", self.gradient_bytes)
+        row_loss, row_weight = torch.cat(parts, dim=1).cpu()                       # (B,) each, in batch order
+        total_weight = row_weight.sum().clamp(min=1)
+        objective = out.row_loss.sum() / total_weight.to(out.row_loss.device, out.row_loss.dtype)
+        return StepLoss(objective, float(row_loss.sum() / total_weight), row_loss.numpy(), row_weight.numpy())
+
+    def sum_(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
+        import torch.distributed as dist
+
+        with meter.timed(category, label):
+            for tensor in tensors:
+                dist.all_reduce(tensor)
+        meter.add_bytes(category, label, sum(t.numel() * t.element_size() for t in tensors))
+
+    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter) -> None:
+        import torch.distributed as dist
+
+        with meter.timed("tap", "allreduce"):
+            for tensor in tensors:
+                dist.reduce(tensor, dst=0)
+                if not self.writer:   # rank 0 holds the sum now; the sum over ranks is unchanged
+                    tensor.zero_()
+        meter.add_bytes("tap", "allreduce", sum(t.numel() * t.element_size() for t in tensors))
+
+    def any(self, flag: bool) -> bool:
+        import torch.distributed as dist
+
+        # On the CPU for gloo, on this rank's GPU for NCCL (which reduces only GPU tensors).
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        tensor = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
+    def check_same(self, value: str, what: str) -> None:
+        import torch.distributed as dist
+
+        values = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        if len(set(values)) > 1:
+            raise MixbenchError(f"the {self.world_size} processes do not agree on {what}: each must load the same "
+                                "data (on several nodes: the same task files and regroup cache)")
+
+    @contextmanager
+    def writer_first(self) -> Iterator[None]:
+        import torch.distributed as dist
+
+        if not self.writer:
+            dist.barrier()
+        try:
+            yield
+        finally:
+            if self.writer:
+                dist.barrier()
+
+    def leave(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _sum_gradients(process_group, bucket):
+    """DDP comm hook: the ranks' gradients summed, not averaged (each rank's loss is already its
+    share of the global batch's mean)."""
+    import torch.distributed as dist
+
+    return (dist.all_reduce(bucket.buffer(), group=process_group, async_op=True)
+            .get_future().then(lambda fut: fut.value()[0]))
+
+
+def launched_world_size() -> int:
+    """How many processes torchrun started for this job (1 when not started by torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def join(device_name: str) -> SingleProcess:
+    """This process's ranks: DataParallel, with the process group joined, when torchrun started
+    it as one of several processes (WORLD_SIZE > 1); else SINGLE. gloo on CPU, NCCL on CUDA."""
+    world_size = launched_world_size()
+    if world_size <= 1:
+        return SINGLE
+    import torch.distributed as dist
+
+    ranks = DataParallel(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    cuda = _wants_cuda(device_name)
+    if cuda:   # before the group forms: NCCL's collectives run on the current GPU
+        check_gpus(device_name, ranks.local_rank + 1)
+        torch.cuda.set_device(ranks.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return ranks
+
+
+def check_gpus(device_name: str, processes: int) -> None:
+    """Refuse, in one line, more processes on this machine than it has GPUs, for a CUDA run."""
+    if _wants_cuda(device_name) and processes > torch.cuda.device_count():
+        raise MixbenchError(f"{processes} processes on CUDA need {processes} GPUs; this machine has "
+                            f"{torch.cuda.device_count()} (use fewer, or --device cpu)")
+
+
+def _wants_cuda(device_name: str) -> bool:
+    return device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`mixbench run --nproc N ...`: start `python -m mixbench ARGV` N times through
+    torch.distributed.run (torchrun's own launcher, standalone rendezvous on this machine), rank
+    0's output on the console; returns the exit code the ranks ended with (a user error's 2, an
+    interrupt's 130), without the launcher's failure report: rank 0 has said what went wrong."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    # The launcher logs each failed rank, and each signal, at length (each module's logger set to
+    # its own level): rank 0's own lines are what a user needs.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--local-ranks-filter=0",
+                                         "-m", "mixbench", *argv])
+    started = time.perf_counter()
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        # Rank 0's exit code if it failed (it is the one whose output the user saw), else the first.
+        failures = sorted(exc.failures.items(), key=lambda item: (item[0] != 0, item[1].timestamp))
+        code = failures[0][1].exitcode if failures else 1
+        log.debug("ranks failed after %.1f s: %s", time.perf_counter() - started,
+                  {rank: f.exitcode for rank, f in failures})
+        return code if code > 0 else 128 - code   # a death by signal -s is 128 + s, as a shell says
+    except SignalException as exc:   # the launcher itself was interrupted; it has stopped the ranks
+        return 128 + int(exc.sigval)
+    return 0
