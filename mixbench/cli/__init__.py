@@ -10,9 +10,10 @@ import warnings
 
 import click
 
-from mixbench.cli.compare import compare_cmd
+from mixbench.cli.compare import compare_cell_cmd, compare_cmd
 from mixbench.cli.errors import user_errors
 from mixbench.cli.listing import list_cmd
+from mixbench.cli.paper import paper_cmd
 from mixbench.cli.regroup import regroup_cmd
 from mixbench.cli.report import report_cmd
 from mixbench.cli.run import run_cmd
@@ -42,7 +43,7 @@ def cli():
     _setup_logging()
 
 
-for command in (list_cmd, run_cmd, compare_cmd, report_cmd, regroup_cmd):
+for command in (list_cmd, run_cmd, compare_cmd, compare_cell_cmd, report_cmd, regroup_cmd, paper_cmd):
     cli.add_command(command)
 
 

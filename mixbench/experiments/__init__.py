@@ -3,6 +3,7 @@
     run.py          one run: task → (regroup) → train → results JSON + MLflow
     run_summary.py  what `mixbench run` prints at the end
     compare.py      a grid of (strategy, domains, seed) cells, resumable
+    parallel_cells.py  compare --jobs N: cells side by side, one process each
     results.py      the results schema (RunResult), JSON in and out
     summary.py      the comparison table over seeds, against stratified
     tables.py       that table as text and Markdown
@@ -11,4 +12,5 @@
     tracking.py     MLflow
     regroup.py      what `mixbench regroup` prints, saves and logs
     repro.py        the fixed-seed golden-file check (tox -e repro)
+    paper/          `mixbench paper`: the R&B paper's experiments and their report
 """

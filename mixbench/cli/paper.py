@@ -1,0 +1,83 @@
+"""`mixbench paper`: the R&B paper's experiments on the offline stand-ins, then the report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from mixbench.cli.errors import user_errors
+from mixbench.cli.options import checkpoint_options, config_options, output_options
+
+
+@click.command("paper")
+@click.option("--tasks", default=None,
+              help="Comma-separated tasks [the stand-ins whose data is here: evals-id (Sup-NatInst), evals-ood "
+                   "(Sup-NatInst test), champ (S1-59K), and openclipart, else digits (DataComp)].")
+@click.option("--seeds", default=None, help="Comma-separated seeds [0,1,2; --quick: 0,1].")
+@click.option("--quick", is_flag=True,
+              help="A smoke version in well under a minute: synthetic and digits, seeds 0,1, 20 steps, k in 2,4,8, "
+                   "the tfidf embedder (each can still be set).")
+@click.option("--param", "params", multiple=True, metavar="ALGO.NAME=VALUE",
+              help="A strategy hyperparameter for every task, e.g. --param skillit.graph_fraction=0.025 or "
+                   "--param aioli.lp_steps=1 to bound the heavy baselines (repeatable; see `mixbench list`).")
+@click.option("--embedder", default=None, help="Embedder for regrouping [minilm; --quick: tfidf].")
+@click.option("--report-only", is_flag=True, help="Only rebuild the report from the results already under --out.")
+@checkpoint_options
+@config_options(exclude=("seed",))
+@output_options(experiment="mixbench-paper",
+                out_help="Cells go to OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json, the record of the run to "
+                         "OUT/paper.json, the report to OUT/report/paper.md and paper.html.")
+@user_errors
+def paper_cmd(tasks, seeds, quick, params, embedder, report_only, checkpoint_every, keep_checkpoints, config, out_dir,
+              use_mlflow, experiment, progress):
+    """Run the paper's protocol (Table 1, the Fig. 3 ablation, the Fig. 2 k sweep, the image-text table) on
+    each task, resumable like compare, and write the report beside the paper's figures."""
+    from mixbench.experiments.paper.report import render
+
+    if not report_only:
+        _run(tasks, seeds, quick, params, embedder, checkpoint_every, keep_checkpoints, config, out_dir, use_mlflow,
+             experiment, progress)
+    md, html = render(out_dir)
+    click.echo(f"report: {md}\n        {html}")
+    failed = _failed_cells(out_dir)
+    if failed and not report_only:   # the report shows the rest; a script must still see that some failed
+        click.echo(f"{len(failed)} cell(s) failed and are not in the report (rerun to retry them):", err=True)
+        for line in failed:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+
+
+def _run(tasks, seeds, quick, params, embedder, checkpoint_every, keep_checkpoints, config, out_dir, use_mlflow,
+         experiment, progress) -> None:
+    from mixbench.cli.hyperparameters import parse_param_specs
+    from mixbench.errors import MixbenchError
+    from mixbench.experiments.compare import parse_list, parse_seeds
+    from mixbench.experiments.paper import protocol
+    from mixbench.experiments.paper.runner import QUICK_BUDGET, PaperSettings, default_tasks, run_paper
+
+    overrides = {k: v for k, v in config.items() if v is not None}
+    if quick:
+        overrides = {**QUICK_BUDGET, **overrides}
+    names = tuple(parse_list(tasks, "tasks")) if tasks is not None else (
+        protocol.QUICK_TASKS if quick else default_tasks())
+    if not names:
+        raise MixbenchError("no task of the paper's stand-ins has its data here (see `mixbench list`); name one "
+                            "with --tasks")
+    algos = sorted({row.algo for row in protocol.rows_for(protocol.TASKS["champ"], ood=False, ks=())})
+    settings = PaperSettings(
+        tasks=names, seeds=tuple(parse_seeds(seeds if seeds is not None else ("0,1" if quick else "0,1,2"))),
+        overrides=overrides, params=parse_param_specs(params, algos),
+        embedder=embedder or ("tfidf" if quick else "minilm"),
+        ks=protocol.QUICK_K_SWEEP if quick else protocol.K_SWEEP, quick=quick)
+    run_paper(settings, Path(out_dir), command=shlex.join(["mixbench", *sys.argv[1:]]), use_mlflow=use_mlflow,
+              experiment=experiment, progress=progress, checkpoint_every=checkpoint_every,
+              keep_checkpoints=keep_checkpoints)
+
+
+def _failed_cells(out_dir: Path) -> list[str]:
+    from mixbench.experiments.paper.runner import read_manifest
+
+    return read_manifest(out_dir).get("failed_cells") or []

@@ -1,0 +1,212 @@
+"""Runs the protocol: every row of every task through compare's grid (`run_grid`), so each cell is a
+results JSON at a fixed path, reused when it finished with the same settings and resumed from its
+checkpoint when it was interrupted. Rows that would share a results path (R&B with either Gram, the
+fixed k of the sweep) go to their own folder, OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json.
+
+OUT/paper.json records what the report needs to be rebuilt: the command, the settings, each task's
+plan and budget, the package versions and the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import click
+
+from mixbench.errors import MixbenchError
+from mixbench.experiments.paper import protocol
+from mixbench.experiments.paper.protocol import Row, TaskMap
+from mixbench.experiments.results import RunResult, now, result_path
+from mixbench.regroup import DomainSpec
+from mixbench.storage.atomic import check_writable, write_json
+
+MANIFEST = "paper.json"
+QUICK_BUDGET = {"steps": 20, "steps_per_round": 5, "eval_per_domain": 4}
+
+
+@dataclass(frozen=True)
+class PaperSettings:
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    overrides: dict              # training settings over every task's own budget (the same for all)
+    params: dict                 # {algo: {name: value}}: the user's --param, over the protocol's defaults
+    embedder: str
+    ks: tuple[int, ...]
+    quick: bool = False
+
+    def to_dict(self) -> dict:
+        return {"tasks": list(self.tasks), "seeds": list(self.seeds), "overrides": self.overrides,
+                "params": self.params, "embedder": self.embedder, "ks": list(self.ks), "quick": self.quick}
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    task: TaskMap
+    ood: bool                    # eval domains unseen in training: every row on regrouped domains
+    rows: list[Row]
+    baseline: str                # the key of the row the others are compared with
+
+    @classmethod
+    def of(cls, task: TaskMap, ood: bool, ks: tuple[int, ...]) -> TaskPlan:
+        return cls(task, ood, protocol.rows_for(task, ood=ood, ks=ks), protocol.baseline_key(task, ood=ood))
+
+    def to_dict(self) -> dict:
+        return {"task": self.task.task, "paper_dataset": self.task.paper_dataset, "modality": self.task.modality,
+                "ood": self.ood}
+
+    @classmethod
+    def from_dict(cls, values: dict, ks: tuple[int, ...]) -> TaskPlan:
+        return cls.of(TaskMap(values["task"], values["paper_dataset"], values["modality"]), values["ood"], ks)
+
+
+def default_tasks() -> tuple[str, ...]:
+    """The stand-ins whose data is here: the text ones, and the first image-text one."""
+    ready = [name for name in protocol.DEFAULT_TEXT_TASKS + protocol.DEFAULT_IMAGE_TASKS if _status(name) == "ready"]
+    image = [name for name in ready if name in protocol.DEFAULT_IMAGE_TASKS][:1]
+    return tuple(name for name in ready if name in protocol.DEFAULT_TEXT_TASKS) + tuple(image)
+
+
+def _status(name: str) -> str:
+    from mixbench import registry
+
+    try:
+        return registry.tasks.create(name).status()
+    except Exception as exc:   # noqa: BLE001 - plugin code: a task that cannot say counts as not ready
+        return f"unavailable ({type(exc).__name__}: {exc})"
+
+
+def plan_tasks(settings: PaperSettings) -> list[TaskPlan]:
+    """Each task's plan; an unknown task, or one whose data is not here, is refused before anything runs."""
+    from mixbench import registry
+
+    plans = []
+    for name in settings.tasks:
+        task = registry.tasks.create(name)   # an unknown name: one line, with "did you mean"
+        status = task.status()
+        if status != "ready":
+            raise MixbenchError(f"task {name} is not ready: {status}")
+        mapped = protocol.TASKS.get(name) or TaskMap(name, None, task.info().modality)
+        plans.append(TaskPlan.of(mapped, bool(getattr(task, "eval_domains_unseen", False)), settings.ks))
+    return plans
+
+
+@dataclass
+class PaperRun:
+    plans: list[TaskPlan]
+    failed: list[str] = field(default_factory=list)   # cells that failed this time, with their errors
+
+
+def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflow: bool, experiment: str,
+              progress: bool, checkpoint_every: int | None = None, keep_checkpoints: int = 1) -> PaperRun:
+    """Runs every missing cell of every task's rows; returns the plans and the cells that failed."""
+    from mixbench import registry
+    from mixbench.experiments.compare import run_grid
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir, out_dir / MANIFEST)
+    plans = plan_tasks(settings)
+    budgets = {p.task.task: registry.tasks.create(p.task.task).budget.override(**settings.overrides) for p in plans}
+    manifest = _manifest(settings, plans, budgets, command)
+    write_json(out_dir / MANIFEST, manifest)
+    run = PaperRun(plans)
+    for plan in plans:
+        config = budgets[plan.task.task]
+        for (grid, domains, rounds, _), rows in _groups(plan.rows).items():
+            algos = [row.algo for row in rows]
+            overrides = dict(settings.overrides)
+            if rounds is not None:   # a fixed number of mixture updates over the run's steps
+                overrides["steps_per_round"] = max(1, config.steps // rounds)
+            click.echo(f"paper {plan.task.task}: {', '.join(row.key for row in rows)} ({domains}) in {grid}/",
+                       err=True)
+            result = run_grid(task_name=plan.task.task, algos=algos, domain_specs=[domains], seeds=list(settings.seeds),
+                              out_dir=out_dir / grid, overrides=overrides, embedder_name=settings.embedder,
+                              hyperparameters={row.algo: hyperparameters(row, settings.params) for row in rows},
+                              use_mlflow=use_mlflow, experiment=experiment, progress=progress,
+                              checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+            run.failed += [f"{plan.task.task}: {line}" for line in result.failed]
+    write_json(out_dir / MANIFEST, {**manifest, "finished_at": now(), "failed_cells": run.failed})
+    return run
+
+
+def hyperparameters(row: Row, user: dict) -> dict:
+    """The protocol's defaults for the row's strategy, under the user's --param, under the row's own."""
+    return {**protocol.STRATEGY_DEFAULTS.get(row.algo, {}), **user.get(row.algo, {}), **dict(row.params)}
+
+
+def _groups(rows: list[Row]) -> dict[tuple, list[Row]]:
+    """Rows one run_grid call can run together: the same folder, domains and round length (each
+    strategy appears once per folder by construction). The costly baselines (Skill-It, Aioli,
+    DGA: m extra runs, evaluations or gradients) come last, so an interrupted or still-running
+    protocol already has stratified, R&B and the sweep to report."""
+    groups: dict[tuple, list[Row]] = {}
+    for row in sorted(rows, key=lambda r: r.algo in protocol.ADAPTIVE_BASELINES):   # stable: row order otherwise
+        groups.setdefault((row.grid, row.domains, row.rounds, row.algo in protocol.ADAPTIVE_BASELINES),
+                          []).append(row)
+    return groups
+
+
+def cell_path(out_dir: Path, task: str, row: Row, seed: int) -> Path:
+    return result_path(Path(out_dir) / row.grid, task, row.algo, DomainSpec.parse(row.domains).label, seed)
+
+
+def load_rows(out_dir: Path, plan: TaskPlan, seeds: tuple[int, ...]) -> dict[str, list[RunResult]]:
+    """Each row's results over `seeds` (a cell without a readable results file is missing)."""
+    from mixbench.experiments.compare import load_cells
+
+    return {row.key: load_cells([cell_path(out_dir, plan.task.task, row, s) for s in seeds]) for row in plan.rows}
+
+
+def read_manifest(out_dir: Path) -> dict:
+    path = Path(out_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MixbenchError(f"no {MANIFEST} in {out_dir}: run `mixbench paper --out {out_dir}` first") from None
+    except (OSError, ValueError) as exc:
+        raise MixbenchError(f"cannot read {path}: {exc}") from None
+
+
+def _manifest(settings: PaperSettings, plans: list[TaskPlan], budgets: dict, command: str) -> dict:
+    return {
+        "command": command,
+        "started_at": now(),
+        "settings": settings.to_dict(),
+        "protocol": {"k_sweep": list(settings.ks), "skillit_graph_fraction": protocol.SKILLIT_GRAPH_FRACTION,
+                     "aioli_rounds": protocol.AIOLI_ROUNDS, "alpha": protocol.ALPHA, "power": protocol.POWER,
+                     "strategy_params": {row.key: hyperparameters(row, settings.params)
+                                         for p in plans for row in p.rows if row.section != protocol.FIG2}},
+        "tasks": [p.to_dict() for p in plans],
+        "budgets": {name: {k: v for k, v in cfg.to_dict().items() if k != "seed"} for name, cfg in budgets.items()},
+        "versions": versions(),
+        "machine": machine(),
+    }
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("mixbench", "torch", "numpy", "scipy", "scikit-learn", "pandas", "matplotlib",
+                 "sentence-transformers", "transformers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    from mixbench.experiments.results import git_hash
+
+    out["git"] = git_hash()
+    return out
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+            "python_executable": sys.executable}
