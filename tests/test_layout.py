@@ -21,12 +21,14 @@ ALLOWED = {
     CONTRACT: set(),
     "storage": {CONTRACT},
     "data": {CONTRACT, "storage"},
-    "models": {CONTRACT},
+    "models": {CONTRACT, "storage"},   # a pretrained model converted once is kept in the cache folder
     "workloads": {CONTRACT, "models"},
     "regroup": {CONTRACT, "storage"},
     "engine": {CONTRACT, "storage", "workloads"},
     "testing": {CONTRACT},
     "experiments": {CONTRACT, "storage", "data", "models", "workloads", "regroup", "engine"},
+    # R&B in a user's own training: the engine's tap, accumulators, meter and codec, and Regroup.
+    "integrations": {CONTRACT, "storage", "regroup", "engine"},
     "cli": {CONTRACT, "storage", "data", "models", "workloads", "regroup", "engine", "experiments", "theory"},
     "algorithms": {CONTRACT},
     "embedders": {CONTRACT},

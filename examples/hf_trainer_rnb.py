@@ -1,0 +1,91 @@
+"""Train a small GPT-2 with transformers.Trainer while R&B balances the mix of domains.
+
+    pip install 'mixbench[hf]'
+    python examples/hf_trainer_rnb.py                    # about a minute on 2 CPU cores
+    python examples/hf_trainer_rnb.py --regroup          # Regroup the texts first: the full R&B
+    torchrun --nproc-per-node 2 examples/hf_trainer_rnb.py --ddp-backend gloo   # two processes
+
+Everything is offline: the model is built from a config (random weights), text is read as bytes
+(no tokenizer file), and the data is a local JSONL file with a "text" and a "domain" per line
+(examples/data/champ_math.jsonl: competition-math problems and model solutions, 5 categories).
+Your own data needs only those two columns; your own model, only a linear output layer.
+"""
+
+import argparse
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainingArguments, set_seed
+
+from mixbench.integrations import MixingCallback, MixingTrainer, regroup_texts
+
+DATA = Path(__file__).with_name("data") / "champ_math.jsonl"
+SEQ = 128
+EOS = 256          # byte tokens 0..255, then the end-of-text token
+IGNORE = -100      # label of a padding position: not scored
+
+
+def tokenize(row):
+    ids = list(row["text"].encode("utf-8"))[:SEQ - 1] + [EOS]
+    pad = SEQ - len(ids)
+    return {"input_ids": ids + [EOS] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
+            "labels": ids + [IGNORE] * pad}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DATA), help="JSONL with 'text', 'domain' and 'split' (train/eval)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps-per-round", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=16, help="per process")
+    parser.add_argument("--regroup", action="store_true", help="replace the domains by Regroup's clusters")
+    parser.add_argument("--out", default="runs/hf_trainer_rnb")
+    parser.add_argument("--ddp-backend", default=None, help="gloo for torchrun on CPUs")
+    args = parser.parse_args()
+
+    rows = datasets.Dataset.from_json(args.data)
+    train = rows.filter(lambda r: r["split"] == "train")
+    evaluation = rows.filter(lambda r: r["split"] == "eval")
+    if args.regroup:   # Regroup: embed the texts, cluster, keep the best silhouette (cached after the first run)
+        grouping = regroup_texts(train["text"], evaluation["text"], k="2:12", embedder="tfidf")
+        print(f"regrouped into k={grouping.k} domains (silhouette {grouping.silhouette:.3f})")
+        train = train.remove_columns("domain").add_column("domain", grouping.train_domains)
+        evaluation = evaluation.remove_columns("domain").add_column("domain", grouping.eval_domains)
+    train, evaluation = (d.map(tokenize, remove_columns=["text", "split"]) for d in (train, evaluation))
+
+    set_seed(0)   # the random initial weights too (the Trainer seeds only what comes after it)
+    config = GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,
+                        bos_token_id=EOS, eos_token_id=EOS)
+    model = GPT2LMHeadModel(config)
+    mixing = MixingCallback("rnb", domain_column="domain", steps_per_round=args.steps_per_round,
+                            eval_every_round=True, lam=3.0)
+    training = TrainingArguments(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+                                 learning_rate=2e-3, warmup_steps=20, logging_steps=args.steps_per_round,
+                                 save_steps=100, report_to="none", seed=0, disable_tqdm=True,
+                                 dataloader_pin_memory=torch.cuda.is_available(),
+                                 ddp_backend=args.ddp_backend, use_cpu=args.ddp_backend == "gloo")
+    trainer = MixingTrainer(model=model, args=training, train_dataset=train, eval_dataset=evaluation,
+                            callbacks=[mixing])
+    trainer.remove_callback(PrinterCallback)   # the table below shows the rounds; it would print every log
+    trainer.train()
+    if trainer.is_world_process_zero():
+        show(trainer, mixing.mixer.domains)
+
+
+def show(trainer, domains):
+    """Every round's mixture and per-domain eval loss, from the Trainer's own log history."""
+    rounds = [r for r in trainer.state.log_history if "mixing/round" in r]
+    width = max(8, *map(len, domains))
+    header = "  ".join(f"{d[:width]:>{width}}" for d in domains)
+    print(f"\n{'step':>5}  {header}   (mixture chosen at the round end)")
+    for r in rounds:
+        print(f"{r['step']:>5}  " + "  ".join(f"{r[f'mixture/{d}']:>{width}.3f}" for d in domains))
+    last = rounds[-1]
+    losses = np.array([last.get(f"eval_loss/{d}", np.nan) for d in domains])
+    print(f"{'eval':>5}  " + "  ".join(f"{x:>{width}.3f}" for x in losses) + "   (per-domain eval loss at the end)")
+
+
+if __name__ == "__main__":
+    main()

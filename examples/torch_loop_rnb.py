@@ -1,0 +1,100 @@
+"""R&B in your own PyTorch training loop: a few lines around loss.backward().
+
+    pip install 'mixbench[hf]'          # for GPT2LMHeadModel; mixbench's loop API itself needs only torch
+    python examples/torch_loop_rnb.py                                  # about half a minute on 2 CPU cores
+    torchrun --nproc-per-node 2 examples/torch_loop_rnb.py             # the same under DDP (gloo on CPUs)
+
+The model is a small GPT-2 built from a config (random weights), text is read as bytes, and the
+data is the local JSONL file examples/data/champ_math.jsonl ("text", "domain", "split").
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from mixbench.integrations import DOMAIN_IDS, DomainMixer, causal_lm_example_losses
+
+DATA = Path(__file__).with_name("data") / "champ_math.jsonl"
+SEQ, EOS, IGNORE = 128, 256, -100
+
+
+def encode(text: str) -> dict:
+    ids = list(text.encode("utf-8"))[:SEQ - 1] + [EOS]
+    pad = SEQ - len(ids)
+    return {"input_ids": torch.tensor(ids + [EOS] * pad), "attention_mask": torch.tensor([1] * len(ids) + [0] * pad),
+            "labels": torch.tensor(ids + [IGNORE] * pad)}
+
+
+def load(path: str):
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    train = [{**encode(r["text"]), "domain": r["domain"]} for r in rows if r["split"] == "train"]
+    evaluation = [{**encode(r["text"]), "domain": r["domain"]} for r in rows if r["split"] == "eval"]
+    return train, evaluation
+
+
+def per_domain_eval_loss(model, evaluation, domains) -> np.ndarray:
+    """Mean token loss of each domain's eval examples (every process scores them all: it is small)."""
+    sums, tokens = np.zeros(len(domains)), np.zeros(len(domains))
+    model.eval()
+    with torch.no_grad():
+        for row in evaluation:
+            out = model(input_ids=row["input_ids"][None], attention_mask=row["attention_mask"][None])
+            loss, count = causal_lm_example_losses(out.logits, row["labels"][None])
+            d = domains.index(row["domain"])
+            sums[d] += loss.item()
+            tokens[d] += count.item()
+    model.train()
+    return sums / np.maximum(tokens, 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps-per-round", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=16, help="per process")
+    args = parser.parse_args()
+    if "WORLD_SIZE" in os.environ:            # started by torchrun
+        dist.init_process_group("gloo")
+    torch.manual_seed(0)                      # the same initial weights on every process
+
+    train, evaluation = load(args.data)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,
+                                       bos_token_id=EOS, eos_token_id=EOS))
+    mixer = DomainMixer(
+        "rnb", head=model.get_output_embeddings(),           # the tap goes on the (tied) output layer
+        train_domains=[r["domain"] for r in train], eval_domains=[r["domain"] for r in evaluation],
+        total_steps=args.steps, steps_per_round=args.steps_per_round, batch_size=args.batch_size,
+        eval_losses=lambda: per_domain_eval_loss(model, evaluation, list(mixer.domains)), eval_every_round=True)
+    loader = DataLoader(train, batch_size=args.batch_size, sampler=mixer.sampler, collate_fn=mixer.collator())
+    net = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+
+    batches = (batch for _ in iter(int, 1) for batch in loader)   # the sampler goes on across epochs
+    for _, batch in zip(range(args.steps), batches):
+        ids = batch.pop(DOMAIN_IDS)
+        with mixer.batch(ids):                                  # the head's forward is split by domain...
+            out = net(**batch)
+        out.loss.backward()                                     # ...in this backward
+        mixer.record_losses(ids, *causal_lm_example_losses(out.logits.detach(), batch["labels"]))
+        optimizer.step()
+        optimizer.zero_grad()
+        round_log = mixer.step_end()                            # every K steps: the next mixture
+        if round_log and mixer.rank == 0:
+            shown = "  ".join(f"{d} {p:.3f}" for d, p in zip(mixer.domains, round_log.next_mixture))
+            loss = float(np.dot(mixer.q, round_log.eval_losses))   # weighted by the eval set's shares
+            print(f"step {round_log.step:>4}: eval loss {loss:.3f}; next mixture {shown}")
+    mixer.close()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""R&B in a plain PyTorch loop: one object owns the tap, its accumulators, the strategy and the
+sampler's mixture, and is used in a few lines around `loss.backward()`:
+
+    mixer = DomainMixer("rnb", head=model.lm_head, train_domains=labels, total_steps=N,
+                        steps_per_round=K, batch_size=B)
+    loader = DataLoader(dataset, batch_size=B, sampler=mixer.sampler, collate_fn=mixer.collator(collate))
+    for batch in loader:
+        ids = batch.pop(DOMAIN_IDS)
+        with mixer.batch(ids):                 # the head's forward is split by domain...
+            loss = model(**batch).loss
+        loss.backward()                        # ...in this backward
+        optimizer.step(); optimizer.zero_grad()
+        mixer.step_end()                       # every K steps: the strategy sets the next mixture
+
+Under torch.distributed (DDP) every process does the same: the sampler gives each rank its own
+slice of every step, and at a round end the per-domain sums are added across processes (the
+gradient sums averaged, as DDP averages gradients) before every process runs the strategy on
+the same numbers, so every rank holds the same mixture. `state_dict()` is then collective: every
+rank calls it; rank 0's copy is the one to save, and every rank loads it.
+
+Every round's mixture, draws and per-domain losses are kept in `rounds` (RoundLog), flat for a
+logger in `RoundLog.metrics(names)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from mixbench.engine.accumulator import make_accumulator
+from mixbench.engine.codec import decode, encode
+from mixbench.engine.meter import Meter
+from mixbench.engine.tap import GradientTap
+from mixbench.integrations.collate import DomainCollator
+from mixbench.integrations.distributed import sum_across_processes, world
+from mixbench.integrations.domains import DomainIndex
+from mixbench.integrations.errors import IntegrationError
+from mixbench.integrations.sampler import MixtureSampler
+from mixbench.integrations.strategies import IntegrationProbe, check_signals, resolve_strategy
+from mixbench.mixture import Mixture
+from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, Signal
+
+STATE_FORMAT = 1
+# Memory the exact per-domain gradient sums may take before the accumulator sketches them
+# (mixbench.engine.accumulator): a GPT-2 head (50,257 × 768) takes 154 MiB per domain.
+DEFAULT_TAP_MEMORY_MIB = 1024.0
+
+
+@dataclass(frozen=True)
+class RoundLog:
+    """One round: the mixture it sampled, the one the strategy chose next, and per-domain figures."""
+
+    round_index: int
+    step: int                   # optimiser steps done at the round's end
+    mixture: list[float]        # sampled from during the round
+    next_mixture: list[float]   # chosen at its end (the same after the last round)
+    counts: list[int]           # examples drawn per domain (all processes)
+    train_losses: list[float]   # mean train loss per domain over the round; NaN where not measured
+    eval_losses: list[float] | None
+
+    def metrics(self, names: Sequence[str]) -> dict[str, float]:
+        """Flat name → value pairs for a logger: mixture/<domain> (the next round's),
+        train_loss/<domain>, eval_loss/<domain>, drawn/<domain>."""
+        out: dict[str, float] = {"mixing/round": float(self.round_index)}
+        for i, name in enumerate(names):
+            out[f"mixture/{name}"] = float(self.next_mixture[i])
+            out[f"drawn/{name}"] = float(self.counts[i])
+            if np.isfinite(self.train_losses[i]):
+                out[f"train_loss/{name}"] = float(self.train_losses[i])
+            if self.eval_losses is not None and np.isfinite(self.eval_losses[i]):
+                out[f"eval_loss/{name}"] = float(self.eval_losses[i])
+        return out
+
+
+def output_layer(head, what: str = "the model's output layer") -> nn.Linear:
+    """`head` if it is an nn.Linear; else the one-line error R&B's tap gives."""
+    if not isinstance(head, nn.Linear):
+        kind = "nothing" if head is None else f"a {type(head).__name__}"
+        raise IntegrationError(f"{what} is {kind}, not a linear layer (nn.Linear): R&B's gradient tap splits the "
+                               f"weight gradient of a linear output layer")
+    return head
+
+
+class DomainMixer:
+    """Mixes the domains of a training set by `strategy` (a registered name or an instance).
+
+    head              the model's final linear layer (tapped when the strategy reads domain
+                      gradients; a tied output embedding is fine: only the head's use is split)
+    train_domains     the domain label of each training example (a list, or a dataset column)
+    total_steps       optimiser steps of the run; steps_per_round K
+    batch_size        examples per micro-batch on this process (builds `sampler`)
+    eval_proportions  q: mapping domain → weight or a sequence in `domains` order; else from
+                      `eval_domains` (the eval set's labels); else uniform
+    eval_losses       () → (m,) per-domain eval losses in `domains` order (NaN where none), if the
+                      strategy reads them or `eval_every_round`; under DDP every rank calls it
+    micro_batches     micro-batches per optimiser step (gradient accumulation)
+    lookahead_steps   steps the data loader draws ahead of training (0 for a DataLoader without
+                      workers): a new mixture applies from that many steps after the round end
+    sampler           a MixtureSampler made elsewhere (the Trainer callback's), else one is made
+    """
+
+    def __init__(self, strategy: str | MixingStrategy = "rnb", *, head: nn.Module | None, train_domains: Sequence,
+                 total_steps: int, steps_per_round: int, batch_size: int | None = None,
+                 eval_proportions: Mapping | Sequence | None = None, eval_domains: Sequence | None = None,
+                 eval_losses: Callable[[], np.ndarray] | None = None, eval_every_round: bool = False,
+                 micro_batches: int = 1, lookahead_steps: int = 0, seed: int = 0,
+                 tap_memory_mib: float = DEFAULT_TAP_MEMORY_MIB, sampler: MixtureSampler | None = None,
+                 strategy_params: dict | None = None):
+        name = strategy if isinstance(strategy, str) else type(strategy).__name__
+        self.strategy = resolve_strategy(strategy, strategy_params)
+        check_signals(self.strategy, can_eval=eval_losses is not None, name=name)
+        for label, value in (("total_steps", total_steps), ("steps_per_round", steps_per_round)):
+            if not isinstance(value, int) or value < 1:
+                raise IntegrationError(f"{label} must be a positive integer, got {value!r}")
+        if not isinstance(lookahead_steps, int) or lookahead_steps < 0:
+            raise IntegrationError(f"lookahead_steps must be a non-negative integer, got {lookahead_steps!r}")
+        self.index = DomainIndex.from_labels(train_domains)
+        ids = self.index.ids(train_domains)
+        self.q = self.index.eval_proportions(eval_proportions, eval_domains)
+        self.total_steps, self.steps_per_round, self.lookahead_steps = total_steps, steps_per_round, lookahead_steps
+        self.world_size, self.rank = world()
+        m = self.index.size
+
+        self.meter = Meter()
+        self.tap = None
+        device = torch.device("cpu")
+        if Signal.DOMAIN_GRADIENTS in self.strategy.signals:
+            head = output_layer(head)
+            device = head.weight.device
+            accumulator = make_accumulator(m, tuple(head.weight.shape), device, tap_memory_mib, seed=seed)
+            self.tap = GradientTap(head, m, self.meter, accumulator=accumulator)
+        self.device = device
+        if sampler is None:
+            if batch_size is None:
+                raise IntegrationError("give batch_size (examples per micro-batch on this process) or a sampler")
+            sampler = MixtureSampler(ids, m, batch_size=batch_size, world_size=self.world_size, rank=self.rank,
+                                     micro_batches=micro_batches, seed=seed)
+        self.sampler = sampler
+        self._eval_losses, self.eval_every_round = eval_losses, eval_every_round
+        self.probe = IntegrationProbe(self.meter, eval_losses, lambda: self.total_steps - self.step)
+
+        self.counts = torch.zeros(m, dtype=torch.long, device=device)         # examples this round, this process
+        self.loss_sums = torch.zeros(m, dtype=torch.float64, device=device)   # summed train loss per domain
+        self.loss_weights = torch.zeros(m, dtype=torch.float64, device=device)
+        self.step = 0
+        self.rounds: list[RoundLog] = []
+        ctx = RunContext(domains=self.index.names, train_sizes=np.bincount(ids, minlength=m), eval_proportions=self.q,
+                         total_steps=total_steps, steps_per_round=steps_per_round, seed=seed)
+        self.mixture = Mixture(self.strategy.start(ctx).weights, num_domains=m)
+        self.sampler.set_mixture(self.mixture, from_unit=self.sampler.units_drawn)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.index.names
+
+    def collator(self, collate: Callable | None = None, column: str = "domain") -> DomainCollator:
+        """`collate` (default: torch's) with each example's `column` turned into batch[DOMAIN_IDS]."""
+        return DomainCollator(collate, column, self.index)
+
+    # -- around each step ---------------------------------------------------------------------
+
+    @contextmanager
+    def batch(self, domain_ids):
+        """Around the forward of one (micro-)batch: `domain_ids` (B,) is each example's domain."""
+        ids = torch.as_tensor(domain_ids, dtype=torch.long).to(self.device)
+        if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.index.size)):
+            raise IntegrationError(f"domain ids must be a (B,) tensor of values in [0, {self.index.size})")
+        if torch.is_grad_enabled():
+            self.counts += torch.bincount(ids, minlength=self.index.size)
+        if self.tap is None:
+            yield
+            return
+        with self.tap.batch(ids):
+            yield
+
+    def record_losses(self, domain_ids, loss_sums, weights=None) -> None:
+        """Per-example summed losses (B,) and what each counts for (its scored tokens; default 1),
+        for the per-domain train losses (logged, and read by strategies that ask for them)."""
+        ids = torch.as_tensor(domain_ids, dtype=torch.long).to(self.device)
+        losses = torch.as_tensor(loss_sums).detach().to(self.device, torch.float64).reshape(-1)
+        weights = torch.ones_like(losses) if weights is None else \
+            torch.as_tensor(weights).detach().to(self.device, torch.float64).reshape(-1)
+        self.loss_sums.index_add_(0, ids, losses)
+        self.loss_weights.index_add_(0, ids, weights)
+
+    def step_end(self) -> RoundLog | None:
+        """After each optimiser step. At a round end (every K steps, and the last step) returns the
+        round's RoundLog, having set the next round's mixture; else None."""
+        self.step += 1
+        if self.step % self.steps_per_round and self.step != self.total_steps:
+            return None
+        return self._end_round()
+
+    # -- the round end --------------------------------------------------------------------------
+
+    def _end_round(self) -> RoundLog:
+        round_index = (self.step - 1) // self.steps_per_round
+        self._sum_across_processes()
+        if self.tap is not None:
+            self.tap.accumulator.tensors()[0].div_(self.world_size)   # DDP averages gradients: so does the tap
+        counts = self.counts.cpu().numpy().astype(np.int64)
+        weights = self.loss_weights.cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            train_losses = np.where(weights > 0, self.loss_sums.cpu().numpy() / weights, np.nan)
+        signals = self.strategy.signals
+        if Signal.TRAIN_LOSSES in signals and not (weights > 0).any():
+            raise IntegrationError("the strategy needs per-domain train losses, but none were recorded: call "
+                                   "record_losses(domain_ids, losses, tokens) after each forward")
+        eval_losses = None
+        if Signal.EVAL_LOSSES in signals:
+            eval_losses = np.asarray(self.probe.eval_losses(), dtype=np.float64)
+        elif self.eval_every_round and self._eval_losses is not None:
+            with self.meter.timed("report", "eval_losses"):
+                eval_losses = np.asarray(self._eval_losses(), dtype=np.float64)
+        grads = self.tap.snapshot_and_reset() if self.tap is not None else None
+        sampled = self.mixture
+        if self.step < self.total_steps:   # no update after the last round: nothing would use it
+            feedback = RoundFeedback(
+                round_index=round_index, step=self.step, mixture=sampled, counts=counts,
+                domain_gradients=grads if Signal.DOMAIN_GRADIENTS in signals else None,
+                eval_losses=eval_losses if Signal.EVAL_LOSSES in signals else None,
+                train_losses=train_losses if Signal.TRAIN_LOSSES in signals else None)
+            with self.meter.timed("strategy", "update"):
+                chosen = self.strategy.update(feedback, self.probe)
+            self.mixture = Mixture(chosen.weights, num_domains=self.index.size)
+            self.sampler.set_mixture(self.mixture, from_unit=self.step + self.lookahead_steps)
+        log = RoundLog(round_index, self.step, sampled.weights.tolist(), self.mixture.weights.tolist(),
+                       counts.tolist(), train_losses.tolist(), None if eval_losses is None else eval_losses.tolist())
+        self.rounds.append(log)
+        self._reset_round()
+        return log
+
+    def _round_tensors(self) -> list[torch.Tensor]:
+        tap = self.tap.accumulator.tensors() if self.tap is not None else []
+        return [self.counts, self.loss_sums, self.loss_weights, *tap]
+
+    def _sum_across_processes(self) -> None:
+        sum_across_processes(self._round_tensors())
+
+    def _reset_round(self) -> None:
+        for tensor in self._round_tensors():
+            tensor.zero_()
+
+    # -- resume -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs to go on as this one would: the strategy's state, the
+        mixture, the sampler before the next step, and the round in progress. Tensors and plain
+        data only (`torch.load(..., weights_only=True)` reads it). Collective under DDP: the round's
+        sums are gathered on rank 0 (the other ranks go on from zero, which sums the same)."""
+        self._sum_across_processes()
+        if self.rank != 0:
+            self._reset_round()
+        return {
+            "format": STATE_FORMAT, "domains": list(self.domains), "steps_per_round": self.steps_per_round,
+            "strategy": type(self.strategy).__name__, "step": self.step,
+            "strategy_state": encode(self.strategy.state_dict(), "strategy state"),
+            "mixture": torch.from_numpy(self.mixture.weights.copy()),
+            "sampler": encode(self.sampler.state_dict(self.step), "sampler state"),
+            "round": [t.detach().cpu().clone() for t in self._round_tensors()],
+            "rounds": [encode(asdict(r), "round log") for r in self.rounds],
+            # The overhead so far, so the totals a resumed run reports go on from here.
+            "meter": [[category, label, self.meter.flops[(category, label)], self.meter.seconds[(category, label)]]
+                      for category, label in sorted(set(self.meter.flops) | set(self.meter.seconds))],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise IntegrationError(f"the mixing state is of format {state.get('format')!r}, not {STATE_FORMAT}")
+        for key, mine in (("domains", list(self.domains)), ("steps_per_round", self.steps_per_round),
+                          ("strategy", type(self.strategy).__name__)):
+            if state[key] != mine:
+                raise IntegrationError(f"the saved mixing state has {key} {state[key]!r}, this run has {mine!r}")
+        self.strategy.load_state_dict(decode(state["strategy_state"]))
+        self.mixture = Mixture.exact(state["mixture"].numpy())
+        self.sampler.load_state_dict(decode(state["sampler"]))
+        self.step = int(state["step"])
+        saved = state["round"]
+        for tensor, value in zip(self._round_tensors(), saved):
+            if tensor.shape != value.shape:
+                raise IntegrationError(f"the saved round sums have shape {tuple(value.shape)}, this run's "
+                                       f"{tuple(tensor.shape)} (another tap memory budget?)")
+            # One copy of the round's sums: rank 0's (the others start the rest of the round from zero).
+            tensor.copy_(value if self.rank == 0 else torch.zeros_like(value))
+        self.rounds = [RoundLog(**decode(r)) for r in state["rounds"]]
+        for category, label, flops, seconds in state["meter"]:
+            self.meter.flops[(category, label)] = flops
+            self.meter.seconds[(category, label)] = seconds
+
+    def close(self) -> None:
+        """Detach the tap from the head (the head is a plain linear layer again)."""
+        if self.tap is not None:
+            self.tap.remove()
