@@ -20,7 +20,7 @@ def test_run_writes_results_and_mlflow(run_cli, tmp_path):
     assert len(result["strategy"]["extras"]["last_gram"]) == 4  # rnb keeps its last 4×4 Gram for reports
     assert result["metrics"]["final_mean_eval_loss"] < result["metrics"]["initial_mean_eval_loss"]
     assert len(result["mixture"]["per_round"]) == 4
-    assert result["overhead"]["flops_by_label"]["strategy/gram"] > 0
+    assert result["overhead"]["flops_by_label"]["strategy/gq"] > 0
     assert result["environment"]["torch"].startswith("2.")
 
     from mlflow.tracking import MlflowClient

@@ -124,6 +124,7 @@ def test_dolly_reads_the_hub_only_when_configured_and_datasets_is_there(tmp_path
     fake.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
     fake.load_dataset = lambda hub_id, split, revision: calls.append((hub_id, split, revision)) or dolly_rows(20)
     missing = tmp_path / "nowhere"
+    monkeypatch.setitem(sys.modules, "datasets", None)   # as if datasets were not installed (the hf extra has it)
     assert Dolly(path=missing, hub_id="databricks/databricks-dolly-15k").status().startswith("missing")
     monkeypatch.setitem(sys.modules, "datasets", fake)
     task = Dolly(path=missing, hub_id="databricks/databricks-dolly-15k")

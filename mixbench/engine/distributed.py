@@ -298,8 +298,12 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as exc:
-        # Rank 0's exit code if it failed (it is the one whose output the user saw), else the first.
-        failures = sorted(exc.failures.items(), key=lambda item: (item[0] != 0, item[1].timestamp))
+        # A rank that exited by itself (a user error's 2, an interrupt's 130) before one the
+        # launcher then stopped with a signal: rank 0's if it did (its output is what the user
+        # saw), else the first. Every rank checks its input alike, so whichever exits first
+        # gets the others terminated, rank 0 among them.
+        failures = sorted(exc.failures.items(),
+                          key=lambda item: (item[1].exitcode <= 0, item[0] != 0, item[1].timestamp))
         code = failures[0][1].exitcode if failures else 1
         log.debug("ranks failed after %.1f s: %s", time.perf_counter() - started,
                   {rank: f.exitcode for rank, f in failures})
