@@ -36,27 +36,16 @@ COLUMN_BUCKETS = 4096
 MAX_GROUPS = 32
 
 
-class ExactAccumulator:
-    """Exact per-domain gradient sums: m × (V·h) floats.
+class DomainSums:
+    """What both accumulators share: per-domain `sums` (first dimension: the domain) and
+    `counts`, as plain tensors."""
 
-    Plain tensors (`sums`, `counts`), so a distributed run can all-reduce them.
-    """
-
-    sketched = False
-
-    def __init__(self, num_domains: int, shape: tuple[int, int], device):
-        self.sums = torch.zeros(num_domains, shape[0] * shape[1], dtype=torch.float32, device=device)
-        self.counts = torch.zeros(num_domains, dtype=torch.long, device=device)
+    sums: torch.Tensor
+    counts: torch.Tensor
 
     @property
     def nbytes(self) -> int:
         return self.sums.numel() * self.sums.element_size()
-
-    def flops_per_add(self, grad_numel: int) -> int:
-        return grad_numel                                   # one add per entry
-
-    def add(self, domain: int, grad: torch.Tensor) -> None:
-        self.sums[domain] += grad.reshape(-1).to(torch.float32)
 
     def add_counts(self, domain_ids: torch.Tensor) -> None:
         self.counts += torch.bincount(domain_ids, minlength=self.counts.shape[0])
@@ -72,7 +61,7 @@ class ExactAccumulator:
 
     def snapshot(self) -> DomainGradients:
         return DomainGradients(
-            sums=self.sums.detach().cpu().numpy().copy(),
+            sums=self.sums.detach().reshape(self.sums.shape[0], -1).cpu().numpy().copy(),
             counts=self.counts.cpu().numpy().astype(np.int64),
         )
 
@@ -81,7 +70,26 @@ class ExactAccumulator:
         self.counts.zero_()
 
 
-class SketchedAccumulator:
+class ExactAccumulator(DomainSums):
+    """Exact per-domain gradient sums: m × (V·h) floats.
+
+    Plain tensors (`sums`, `counts`), so a distributed run can all-reduce them.
+    """
+
+    sketched = False
+
+    def __init__(self, num_domains: int, shape: tuple[int, int], device):
+        self.sums = torch.zeros(num_domains, shape[0] * shape[1], dtype=torch.float32, device=device)
+        self.counts = torch.zeros(num_domains, dtype=torch.long, device=device)
+
+    def flops_per_add(self, grad_numel: int) -> int:
+        return grad_numel                                   # one add per entry
+
+    def add(self, domain: int, grad: torch.Tensor) -> None:
+        self.sums[domain] += grad.reshape(-1).to(torch.float32)
+
+
+class SketchedAccumulator(DomainSums):
     """A count sketch of each domain's V × h gradient sum in `rows` × h floats (rows ≪ V).
 
     Entry (v, j) of a gradient goes, with the sign σ_v, to bucket (b_v, (j + r_v) mod h): row v
@@ -130,10 +138,6 @@ class SketchedAccumulator:
         self._scratch_row = ((group * rows + bucket) * 2 + negative).to(device)
         self._scratch = torch.zeros(groups * rows * 2, h, dtype=torch.float32, device=device)
 
-    @property
-    def nbytes(self) -> int:
-        return self.sums.numel() * self.sums.element_size()
-
     def flops_per_add(self, grad_numel: int) -> int:
         # The index_add's add per entry; the fold's subtract and add per scratch pair.
         return grad_numel + 2 * self.groups * self.rows * self.shape[1]
@@ -149,28 +153,6 @@ class SketchedAccumulator:
             target[:, shift:] += block[:, :h - shift]
             if shift:
                 target[:, :shift] += block[:, h - shift:]
-
-    def add_counts(self, domain_ids: torch.Tensor) -> None:
-        self.counts += torch.bincount(domain_ids, minlength=self.counts.shape[0])
-
-    def tensors(self) -> list[torch.Tensor]:
-        """What the round accumulated, as plain tensors: a data-parallel run sums each across
-        ranks (in place) before the snapshot, and a checkpoint saves them."""
-        return [self.sums, self.counts]
-
-    def route(self, domain_ids: torch.Tensor) -> torch.Tensor:
-        """The slot each example's gradient goes to: its domain."""
-        return domain_ids
-
-    def snapshot(self) -> DomainGradients:
-        return DomainGradients(
-            sums=self.sums.detach().reshape(self.sums.shape[0], -1).cpu().numpy().copy(),
-            counts=self.counts.cpu().numpy().astype(np.int64),
-        )
-
-    def reset(self) -> None:
-        self.sums.zero_()
-        self.counts.zero_()
 
 
 class HalvesAccumulator:
