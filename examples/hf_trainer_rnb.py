@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainingArguments, set_seed
 
-from mixbench.integrations import MixingCallback, MixingTrainer, regroup_texts
+from mixbench.integrations import MixingCallback, MixingTrainer, leave_process_group, regroup_texts
 
 DATA = Path(__file__).with_name("data") / "champ_math.jsonl"
 SEQ = 128
@@ -72,6 +72,8 @@ def main():
     trainer.train()
     if trainer.is_world_process_zero():
         show(trainer, mixing.mixer.domains)
+    del trainer, mixing
+    leave_process_group()   # under torchrun: the DDP model freed, then the group left (a no-op otherwise)
 
 
 def show(trainer, domains):

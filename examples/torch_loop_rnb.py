@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from mixbench.integrations import DOMAIN_IDS, DomainMixer, causal_lm_example_losses
+from mixbench.integrations import DOMAIN_IDS, DomainMixer, causal_lm_example_losses, leave_process_group
 
 DATA = Path(__file__).with_name("data") / "champ_math.jsonl"
 SEQ, EOS, IGNORE = 128, 256, -100
@@ -92,8 +92,8 @@ def main():
             loss = float(np.dot(mixer.q, round_log.eval_losses))   # weighted by the eval set's shares
             print(f"step {round_log.step:>4}: eval loss {loss:.3f}; next mixture {shown}")
     mixer.close()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    del net
+    leave_process_group()   # under torchrun: the DDP model freed, then the group left (a no-op otherwise)
 
 
 if __name__ == "__main__":

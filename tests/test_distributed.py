@@ -75,6 +75,7 @@ def _rank(rank: int, world_size: int, port: int, out: str, stop_at: int | None, 
     """One rank: train the tiny run; rank 0 saves what it recorded."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    ranks = DataParallel(rank, world_size, local_rank=rank)
     try:
         data, cfg = Synthetic().load(), Synthetic().budget.override(**TINY)
         plan = CheckpointPlan(path=Path(out) / "run.ckpt", every=5)
@@ -84,13 +85,13 @@ def _rank(rank: int, world_size: int, port: int, out: str, stop_at: int | None, 
         try:
             history = train(data, strategy, cfg, progress=False, checkpoints=plan,
                             callbacks=[StopAt(stop_at)] if stop_at else [],
-                            ranks=DataParallel(rank, world_size, local_rank=rank))
+                            ranks=ranks)
         except SystemExit:
             return
         if rank == 0:
             torch.save(record(history, strategy), Path(out) / "record.pt")
     finally:
-        dist.destroy_process_group()
+        ranks.leave()   # what `mixbench run` does: collect the DDP module, then leave the group
 
 
 def two_ranks(out: Path, stop_at: int | None = None, resume: bool = False, algo: str = "rnb") -> dict | None:

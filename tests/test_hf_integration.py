@@ -28,7 +28,7 @@ datasets = pytest.importorskip("datasets")
 from transformers import GPT2Config, GPT2LMHeadModel, TrainingArguments  # noqa: E402
 
 from algorithms.rnb import RnB  # noqa: E402
-from mixbench.integrations import IntegrationError, MixingCallback, MixingTrainer  # noqa: E402
+from mixbench.integrations import IntegrationError, MixingCallback, MixingTrainer, leave_process_group  # noqa: E402
 from mixbench.integrations.sampler import MixtureSampler  # noqa: E402
 from mixbench.mixture import Mixture  # noqa: E402
 from mixbench.strategy import MixingStrategy, Signal  # noqa: E402
@@ -340,6 +340,8 @@ def ddp_worker(out: str, folder: str) -> None:
               "rounds": [[x[f"mixture/{d}"] for d in DOMAINS] for x in round_logs(trainer)]}
     with open(out, "a") as f:   # short lines appended by each rank: whole lines either way
         f.write(json.dumps(record) + "\n")
+    del trainer, mixing
+    leave_process_group()
 
 
 if __name__ == "__main__":

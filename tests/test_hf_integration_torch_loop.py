@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mixbench.integrations import DOMAIN_IDS, DomainMixer, IntegrationError
+from mixbench.integrations import DOMAIN_IDS, DomainMixer, IntegrationError, leave_process_group
 
 VOCAB, SEQ, STEPS, K = 24, 10, 24, 6
 
@@ -112,7 +112,8 @@ def _worker(rank: int, port: int, queue) -> None:
     torch.set_num_threads(1)
     mixer, rows = run(batch=4)
     queue.put((rank, list(mixer.mixture.weights), rows))
-    dist.destroy_process_group()
+    del mixer
+    leave_process_group()
 
 
 @pytest.mark.slow

@@ -226,10 +226,22 @@ class DataParallel(SingleProcess):
                 dist.barrier()
 
     def leave(self) -> None:
-        import torch.distributed as dist
+        leave_process_group()
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+
+def leave_process_group() -> None:
+    """Leave torch.distributed's process group, if joined, with the DDP modules that used it freed
+    first. A DDP module is usually in a reference cycle by its end (hooks, a trainer holding it);
+    its reducer keeps the group alive, and if the last collection runs at interpreter exit, gloo's
+    threads are torn down with the interpreter half gone and the process aborts ("terminate called
+    without an active exception") after a run that went well. Call it last, on every rank."""
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _sum_gradients(process_group, bucket):

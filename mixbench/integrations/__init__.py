@@ -22,6 +22,7 @@ _EXPORTS = {
     "MixingTrainer": "mixbench.integrations.hf",
     "MixingTrainerMixin": "mixbench.integrations.hf",
     "regroup_texts": "mixbench.integrations.regroup",
+    "leave_process_group": "mixbench.engine.distributed",
 }
 __all__ = sorted(_EXPORTS)
 
