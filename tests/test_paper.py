@@ -258,12 +258,29 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
     assert "to run" in again.stderr and not re.search(r"[1-9]\d* to run", again.stderr)
 
 
+@pytest.mark.slow
+def test_paper_jobs_runs_cells_side_by_side_with_the_same_results(run_cli, tmp_path):
+    """--jobs 2: each row group's cells in two processes at a time, each cell the result one
+    process at a time gives (fixed seeds: the same final loss to the last digit)."""
+    args = ("paper", "--quick", "--tasks", "synthetic", "--no-mlflow", "--no-progress")
+    assert run_cli(*args, "--out", "one").returncode == 0
+    two = run_cli(*args, "--jobs", "2", "--out", "two")
+    assert two.returncode == 0 and "2 at a time" in two.stderr, two.stderr[-3000:]
+    cells = sorted((tmp_path / "one").glob("*/synthetic/*/*/seed*.json"))
+    assert cells
+    for cell in cells:
+        twin = tmp_path / "two" / cell.relative_to(tmp_path / "one")
+        ran = [json.loads(p.read_text())["metrics"]["final_reference_eval_loss"] for p in (cell, twin)]
+        assert ran[0] == ran[1], cell
+
+
 @pytest.mark.parametrize("args, message", [
     (["--tasks", "no-such-task"], "no-such-task"),
     (["--tasks", "dolly", "--seeds", "0"], "not ready"),
     (["--quick", "--seeds", ""], "--seeds is empty"),
     (["--quick", "--seeds", "a,b"], "--seeds must be comma-separated integers"),
     (["--quick", "--param", "nosuch.eta=1"], "nosuch"),
+    (["--quick", "--jobs", "0"], "--jobs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch):
     monkeypatch.setenv("MIXBENCH_DOLLY", str(tmp_path / "missing"))   # Dolly's data: not here

@@ -25,21 +25,24 @@ from mixbench.cli.options import checkpoint_options, config_options, output_opti
                    "--param aioli.lp_steps=1 to bound the heavy baselines (repeatable; see `mixbench list`).")
 @click.option("--embedder", default=None, help="Embedder for regrouping [minilm; --quick: tfidf].")
 @click.option("--report-only", is_flag=True, help="Only rebuild the report from the results already under --out.")
+@click.option("--jobs", type=int, default=1, show_default=True, metavar="N",
+              help="Run N cells of a row group at a time, as compare --jobs does (each in its own process with "
+                   "its share of the CPU's threads).")
 @checkpoint_options
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-paper",
                 out_help="Cells go to OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json, the record of the run to "
                          "OUT/paper.json, the report to OUT/report/paper.md and paper.html.")
 @user_errors
-def paper_cmd(tasks, seeds, quick, params, embedder, report_only, checkpoint_every, keep_checkpoints, config, out_dir,
-              use_mlflow, experiment, progress):
+def paper_cmd(tasks, seeds, quick, params, embedder, report_only, jobs, checkpoint_every, keep_checkpoints, config,
+              out_dir, use_mlflow, experiment, progress):
     """Run the paper's protocol (Table 1, the Fig. 3 ablation, the Fig. 2 k sweep, the image-text table) on
     each task, resumable like compare, and write the report beside the paper's figures."""
     from mixbench.experiments.paper.report import render
 
     if not report_only:
-        _run(tasks, seeds, quick, params, embedder, checkpoint_every, keep_checkpoints, config, out_dir, use_mlflow,
-             experiment, progress)
+        _run(tasks, seeds, quick, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
+             use_mlflow, experiment, progress)
     md, html = render(out_dir)
     click.echo(f"report: {md}\n        {html}")
     failed = _failed_cells(out_dir)
@@ -50,14 +53,16 @@ def paper_cmd(tasks, seeds, quick, params, embedder, report_only, checkpoint_eve
         sys.exit(1)
 
 
-def _run(tasks, seeds, quick, params, embedder, checkpoint_every, keep_checkpoints, config, out_dir, use_mlflow,
-         experiment, progress) -> None:
+def _run(tasks, seeds, quick, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
+         use_mlflow, experiment, progress) -> None:
     from mixbench.cli.hyperparameters import parse_param_specs
     from mixbench.errors import MixbenchError
     from mixbench.experiments.compare import parse_list, parse_seeds
     from mixbench.experiments.paper import protocol
     from mixbench.experiments.paper.runner import QUICK_BUDGET, PaperSettings, default_tasks, run_paper
 
+    if jobs < 1:   # before anything is read or written
+        raise MixbenchError(f"--jobs must be at least 1, got {jobs}")
     overrides = {k: v for k, v in config.items() if v is not None}
     if quick:
         overrides = {**QUICK_BUDGET, **overrides}
@@ -74,7 +79,7 @@ def _run(tasks, seeds, quick, params, embedder, checkpoint_every, keep_checkpoin
         ks=protocol.QUICK_K_SWEEP if quick else protocol.K_SWEEP, quick=quick)
     run_paper(settings, Path(out_dir), command=shlex.join(["mixbench", *sys.argv[1:]]), use_mlflow=use_mlflow,
               experiment=experiment, progress=progress, checkpoint_every=checkpoint_every,
-              keep_checkpoints=keep_checkpoints)
+              keep_checkpoints=keep_checkpoints, jobs=jobs)
 
 
 def _failed_cells(out_dir: Path) -> list[str]:

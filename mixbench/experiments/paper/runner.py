@@ -103,8 +103,10 @@ class PaperRun:
 
 
 def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflow: bool, experiment: str,
-              progress: bool, checkpoint_every: int | None = None, keep_checkpoints: int = 1) -> PaperRun:
-    """Runs every missing cell of every task's rows; returns the plans and the cells that failed."""
+              progress: bool, checkpoint_every: int | None = None, keep_checkpoints: int = 1,
+              jobs: int = 1) -> PaperRun:
+    """Runs every missing cell of every task's rows, `jobs` cells at a time; returns the plans and
+    the cells that failed."""
     from mixbench import registry
     from mixbench.experiments.compare import run_grid
 
@@ -128,7 +130,7 @@ def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflo
                               out_dir=out_dir / grid, overrides=overrides, embedder_name=settings.embedder,
                               hyperparameters={row.algo: hyperparameters(row, settings.params) for row in rows},
                               use_mlflow=use_mlflow, experiment=experiment, progress=progress,
-                              checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+                              checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs)
             run.failed += [f"{plan.task.task}: {line}" for line in result.failed]
     write_json(out_dir / MANIFEST, {**manifest, "finished_at": now(), "failed_cells": run.failed})
     return run
