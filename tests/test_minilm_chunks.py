@@ -31,7 +31,9 @@ def pooled(vectors: np.ndarray) -> np.ndarray:
 
 
 def test_the_default_sees_four_windows_and_the_fast_mode_is_kept():
-    assert MiniLM().chunks == 4
+    from mixbench import registry
+
+    assert MiniLM().chunks == 4 and registry.embedders.create("minilm-head").chunks == 1
     assert MiniLM().identity() != MiniLM(chunks=1).identity() != MiniLM(chunks=8).identity()
     with pytest.raises(MixbenchError, match="chunks must be at least 1"):
         MiniLM(chunks=0).embed(["x"])
