@@ -1,14 +1,30 @@
 """dga: Dynamic Gradient Alignment (Fan, Grangier, Ablin, "Dynamic Gradient Alignment for Online
 Data Mixing", arXiv 2410.02498v1, 2024, Alg. 1 and its EMA variant). The authors published no code.
 
-Caveat: when this was written only the paper's abstract and its ICLR 2025 reviews (which confirm
-the EMA variant and the token-limited runs at 30M tokens per domain it was made for) could be
-read; the rule, the EMA's form and ema's value below are the paper's as recalled. Check them
-against the PDF's Alg. 1 and experiments before citing them.
+Caveat: the rule, the EMA's form and ema's value below are still the paper's as recalled, not read.
+A second attempt to read the paper (arXiv HTML v1 and a markdown copy, through the stored-page
+search) failed: the store keeps only each page's opening, i.e. the abstract and the first lines of
+§1, and no copy of §2 onwards, Alg. 1 or the appendix was found in any other corpus. What the
+readable sources do confirm:
+  - abstract (the paper itself): DGA is online; it estimates, as the model trains, the mixture on
+    which the model's gradients align best with its gradients on the specific task, at little
+    overhead and without retraining;
+  - third-party summaries made from the PDF (themoonlight.io, sciencestack.ai): generic domains
+    D_1..D_k, a small specific set D_spe, α a probability vector over the k domains, a bilevel
+    problem (inner: the generic loss L_gen(θ, α); outer: the specific loss), the weights updated
+    on the simplex by a gradient rule, with an optional EMA for stability;
+  - the ICLR 2025 reviews (OpenReview): DGA's own hyperparameters are the domain weights' learning
+    rate, the reweighting period T_r and the EMA's smoothing factor; the EMA was added against
+    overfitting and instability in the token-limited runs (30M tokens per domain, 125M-750M
+    models); the values sit in the paper's appendix, which could not be read.
+Not verified: Alg. 1's exact line (sign convention, any normalisation of a, where η sits), what the
+EMA averages (weights, log-weights or alignments) and its coefficient, the paper's η, β and T_r
+values, and which parameters' gradients enter a. Check them against the PDF before citing them.
 
-Rule. Every T_r training steps DGA draws one batch from each training domain i and one from the
-specific (target) set, and takes their loss gradients with respect to all of the model's
-parameters at the current θ. A domain's score is its alignment with the target,
+Rule (as recalled; that it is a gradient step on the simplex with an optional EMA agrees with
+the summaries above). Every T_r training steps DGA draws one batch from each training domain i
+and one from the specific (target) set, and takes their loss gradients with respect to all of the
+model's parameters at the current θ. A domain's score is its alignment with the target,
 
     a_i = ⟨∇ℓ(θ; x_i), ∇ℓ(θ; y)⟩,     x_i ~ D_i,  y ~ D_target     (raw inner products)
 
@@ -23,8 +39,8 @@ and the EMA stabilisation moves the weights only part of the way there:
 
 There is one sequence of weights: the batches until the next update are drawn from α, and the
 next step starts from it. A domain aligned with the target gains weight, one that pulls against
-it loses weight; the size of each step grows with the gradients' scale, as in the paper (no
-normalisation of a).
+it loses weight; the size of each step grows with the gradients' scale (no normalisation of a,
+as recalled).
 
 Our adaptation. T_r is the trainer's round length K: the update runs at each round end, after
 that round's K steps (the trainer calls it after every round but the last). The target is the
@@ -37,9 +53,10 @@ Defaults.
              scale is the model's: on our small GPTs the gradient norms are ~1-2 and a_i ~0.5-5,
              with spreads of 0.1-0.4 between domains (synthetic task, measured). The paper's η was
              set for its 125M-750M models and run lengths; our runs make T − 1 = 5-15 updates.
-  ema = 0.9  the paper's EMA (β = 0.1 on the new weights), as recalled (see the caveat). With
-             η = 1 it keeps α close to uniform over a run as short as synthetic's; --ema 0 is
-             plain DGA.
+  ema = 0.9  the paper's EMA (β = 0.1 on the new weights), as recalled: the reviews confirm that
+             the EMA exists and has a smoothing factor, not its form or value (see the caveat).
+             With η = 1 it keeps α close to uniform over a run as short as synthetic's; --ema 0
+             is plain DGA.
 
 Differences from the reference (docs/baselines.md keeps the table):
   - weights updated at round ends (every K steps) instead of every T_r steps: knob
@@ -86,7 +103,8 @@ def _is_number(value) -> bool:
 class DGA(MixingStrategy):
     """DGA: α ← EMA of α ⊙ exp(η·⟨g_i, g_target⟩), from one batch gradient per domain and target."""
 
-    source = "Fan, Grangier, Ablin 2024, arXiv 2410.02498, Alg. 1 with EMA (no public code)"
+    source = ("Fan, Grangier, Ablin 2024, arXiv 2410.02498, Alg. 1 with EMA as recalled (body unread; "
+              "no public code)")
 
     eta: float = 1.0
     ema: float = 0.9

@@ -1,5 +1,5 @@
 """minilm sees the whole example: up to `chunks` windows of word pieces spread over the text,
-embedded separately and mean-pooled (normalised); chunks=1 is the fast head-only mode."""
+embedded separately and pooled by their numbers of pieces; chunks=1 is the fast head-only mode."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ def pieces(embedder: MiniLM, text: str) -> list[int]:
     return embedder._model().tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def pooled(vectors: np.ndarray) -> np.ndarray:
-    mean = vectors.mean(0)
-    return mean / np.linalg.norm(mean)
+def pooled(vectors: np.ndarray, weights) -> np.ndarray:
+    total = (vectors * np.asarray(weights, float)[:, None]).sum(0)
+    return total / np.linalg.norm(total)
 
 
 def test_the_default_sees_four_windows_and_the_fast_mode_is_kept():
@@ -40,28 +40,35 @@ def test_the_default_sees_four_windows_and_the_fast_mode_is_kept():
 
 
 def test_a_long_text_is_seen_at_its_head_middle_and_tail(embedder):
-    windows = embedder._chunk(LONG)
+    windows = [w for w, _ in embedder._windows(LONG)]
     assert len(windows) == 3 and len(pieces(embedder, LONG)) > 3 * (embedder.max_tokens - 2)
     assert LONG.startswith(windows[0]) and LONG.endswith(windows[-1])   # the head and the tail
     assert all(w in LONG for w in windows) and "sentence 30 " in windows[1]  # and the middle
     assert all(len(pieces(embedder, w)) <= embedder.max_tokens - 2 + 1 for w in windows)  # a cut may split one piece
     got = embedder.embed([LONG])[0]
-    np.testing.assert_allclose(got, pooled(MiniLM(chunks=1).embed(windows)), atol=1e-5)
+    np.testing.assert_allclose(got, pooled(MiniLM(chunks=1).embed(windows), [1, 1, 1]), atol=1e-5)   # full windows
     assert not np.allclose(got, MiniLM(chunks=1).embed([LONG])[0], atol=1e-3)   # not the head alone
 
 
-def test_a_text_that_fits_in_the_windows_is_covered_window_after_window(embedder):
+def test_a_text_that_fits_in_the_windows_is_covered_window_after_window_weighted_by_pieces(embedder):
     text = LONG[: len(LONG) // 5]
     n = len(pieces(embedder, text))
-    assert 2 * (embedder.max_tokens - 2) < n <= 3 * (embedder.max_tokens - 2)
-    windows = embedder._chunk(text)
-    assert len(windows) == 3 and text.startswith(windows[0]) and text.endswith(windows[2])
-    assert "".join(windows).replace(" ", "") == text.replace(" ", "")   # every piece, once
+    per_window = embedder.max_tokens - 2
+    assert 2 * per_window < n < 3 * per_window
+    windows = embedder._windows(text)
+    assert [count for _, count in windows] == [per_window, per_window, n - 2 * per_window]
+    texts = [w for w, _ in windows]
+    assert text.startswith(texts[0]) and text.endswith(texts[2])
+    assert "".join(texts).replace(" ", "") == text.replace(" ", "")   # every piece, once
+    vectors = MiniLM(chunks=1).embed(texts)
+    got = embedder.embed([text])[0]
+    np.testing.assert_allclose(got, pooled(vectors, [c for _, c in windows]), atol=1e-5)
+    assert not np.allclose(got, pooled(vectors, [1, 1, 1]), atol=1e-4)   # the short last window weighs less
 
 
 def test_a_short_text_is_embedded_whole_as_in_the_fast_mode(embedder):
     short = "a short example about triangles"
-    assert embedder._chunk(short) == [short]
+    assert [w for w, _ in embedder._windows(short)] == [short]
     np.testing.assert_allclose(embedder.embed([short]), MiniLM(chunks=1).embed([short]), atol=1e-5)
 
 
@@ -72,7 +79,7 @@ def test_a_huge_text_is_cut_before_the_tokenizer_sees_it():
     untokenised = MiniLM(chunks=3)
     untokenised.model_ = object()
     huge = "the head " + "word " * 2_000_000 + "the very end"
-    windows = untokenised._chunk(huge)
+    windows = [w for w, _ in untokenised._windows(huge)]
     assert len(windows) == 3 and all(len(w) == untokenised.max_tokens * CHARS_PER_PIECE for w in windows)
     assert windows[0].startswith("the head") and windows[2].endswith("the very end")
     assert np.isfinite(MiniLM(chunks=3).embed([huge])).all()

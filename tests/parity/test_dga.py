@@ -9,7 +9,7 @@ the transcription. The mixtures must agree to 1e-10 after every round, with the 
 import numpy as np
 import pytest
 
-from algorithms.dga import DGA
+from algorithms.dga import DGA, dga_weights
 from mixbench.mixture import Mixture
 from mixbench.strategy import RoundFeedback, RunContext
 from tests.parity.scripted_probe import LinearProbe
@@ -25,7 +25,10 @@ def reference_dga_update(alpha: np.ndarray, probe: LinearProbe, eta: float, ema:
     y ~ D_spe; a_i = ⟨∇ℓ(θ, x_i), ∇ℓ(θ, y)⟩; mirror-descent step on the outer loss, whose gradient in
     α_i is −a_i: α̂ = α ⊙ exp(η·a) / ‖α ⊙ exp(η·a)‖₁. EMA variant: α ← (1 − β)·α + β·α̂, and the next
     batches are drawn from α. mixbench's `ema` is 1 − β (the share of the old weights kept).
-    As recalled from the paper: see the caveat in algorithms/dga.py.
+    As recalled, not read: the paper's body (Alg. 1, the EMA paragraph, the appendix) could not be
+    reached, so the sign, normalisation and EMA form here are unverified; see the caveat in
+    algorithms/dga.py. Only the setting (online, simplex weights, bilevel, optional EMA) is
+    confirmed by the abstract, third-party summaries and the ICLR reviews.
     """
     specific = probe.gradient(None)
     a = np.array([probe.gradient(i) @ specific for i in range(len(alpha))])
@@ -73,3 +76,16 @@ def test_dga_matches_the_papers_update(m, eta, ema):
     gradient_calls = lambda probe: [c for c in probe.calls if c[0] == "gradient"]  # noqa: E731
     assert gradient_calls(ours_probe) == gradient_calls(theirs_probe), "m + 1 batch gradients per update"
     assert ours_probe.charged == {"alignment": 2.0 * m * 16 * (rounds - 1)}   # m inner products of length 16
+
+
+def test_dga_one_update_by_hand():
+    """One update, worked by hand, of the rule as recalled (arXiv 2410.02498v1 Alg. 1 and its EMA;
+    unverified, see algorithms/dga.py): α = (1/2, 1/2), a = (ln 3, 0), η = 1.
+
+    Mirror step: α ⊙ exp(η·a) = (3/2, 1/2), normalised α̂ = (3/4, 1/4).
+    EMA with β = 0.1 (ema = 0.9): 0.9·(1/2, 1/2) + 0.1·(3/4, 1/4) = (0.525, 0.475).
+    If Alg. 1 turns out to differ once read, these numbers are the ones to redo.
+    """
+    alpha, a = np.array([0.5, 0.5]), np.array([np.log(3.0), 0.0])
+    np.testing.assert_allclose(dga_weights(alpha, a, eta=1.0, ema=0.0), [0.75, 0.25], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(dga_weights(alpha, a, eta=1.0, ema=0.9), [0.525, 0.475], rtol=0, atol=1e-12)
