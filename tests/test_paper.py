@@ -247,6 +247,7 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
     assert "k chosen by silhouette (R&B's Regroup): **k = " in md
     assert "mixbench paper --quick --no-mlflow --no-progress --out out" in md   # the exact command
     assert "nothing tuned per task" in md
+    assert "embedder `tfidf` (tfidf-" in md   # with its identity: the options that made the domains
     for image in re.findall(r"!\[.*\]\((.*)\)", md):
         assert (report / image).is_file(), image
     assert (report / "paper.html").is_file()

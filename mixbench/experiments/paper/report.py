@@ -103,9 +103,10 @@ def _verdict_section(found: list[Verdict], tasks: list[TaskResults]) -> list[str
 
 def _run_section(manifest: dict) -> list[str]:
     settings, proto = manifest["settings"], manifest["protocol"]
+    quick = " (--quick: a smoke version)" if settings.get("quick") else ""
     lines = ["## How this was run", "", "```", manifest["command"], "```", "",
              f"- Seeds {', '.join(map(str, settings['seeds']))}; tasks {', '.join(settings['tasks'])}; embedder "
-             f"`{settings['embedder']}`{' (--quick: a smoke version)' if settings.get('quick') else ''}.",
+             f"`{settings['embedder']}`{_identity(manifest)}{quick}.",
              f"- Fixed before the run and the same for every task (nothing tuned per task): the k sweep "
              f"{', '.join(map(str, proto['k_sweep']))}; Skill-It's graph runs take graph_fraction = "
              f"{proto['skillit_graph_fraction']} of the run's steps each unless --param says otherwise (paper Table "
@@ -131,6 +132,11 @@ def _run_section(manifest: dict) -> list[str]:
 
 _BUDGET = ("steps", "steps_per_round", "batch_size", "seq_len", "lr", "eval_per_domain", "model", "n_layer",
            "n_embd", "device")
+
+
+def _identity(manifest: dict) -> str:
+    identity = manifest.get("embedder_identity")
+    return f" ({identity})" if identity else ""
 
 
 def _params(values: dict) -> str:

@@ -175,10 +175,14 @@ def read_manifest(out_dir: Path) -> dict:
 
 
 def _manifest(settings: PaperSettings, plans: list[TaskPlan], budgets: dict, command: str) -> dict:
+    from mixbench import registry
+
     return {
         "command": command,
         "started_at": now(),
         "settings": settings.to_dict(),
+        # The embedder with its options (minilm's windows), as the regrouped cells record it.
+        "embedder_identity": registry.embedders.create(settings.embedder).identity(),
         "protocol": {"k_sweep": list(settings.ks), "skillit_graph_fraction": protocol.SKILLIT_GRAPH_FRACTION,
                      "aioli_rounds": protocol.AIOLI_ROUNDS, "alpha": protocol.ALPHA, "power": protocol.POWER,
                      "strategy_params": {row.key: hyperparameters(row, settings.params)
