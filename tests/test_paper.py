@@ -257,6 +257,14 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
     again = run_cli("paper", "--quick", "--no-mlflow", "--no-progress", "--out", "out")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "to run" in again.stderr and not re.search(r"[1-9]\d* to run", again.stderr)
+    # A regrouped cell another embedder made is left out of the report, and said to be.
+    cell = tmp_path / "out/main/synthetic/rnb/regroup/seed1.json"
+    result = json.loads(cell.read_text())
+    result["domains"]["embedder"] = "minilm-all-MiniLM-L6-v2-64tok"
+    cell.write_text(json.dumps(result))
+    assert run_cli("paper", "--report-only", "--out", "out").returncode == 0
+    md = (report / "paper.md").read_text()
+    assert "Left out: 1 regrouped cell(s)" in md and "rnb seed 1 (minilm-all-MiniLM-L6-v2-64tok)" in md
 
 
 @pytest.mark.slow

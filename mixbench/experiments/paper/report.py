@@ -53,11 +53,29 @@ def render(out_dir: Path, report_dir: Path | None = None) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     ks, seeds = tuple(manifest["settings"]["ks"]), tuple(manifest["settings"]["seeds"])
-    tasks = []
+    tasks, left_out = [], []
     for values in manifest["tasks"]:
         plan = TaskPlan.from_dict(values, ks)
-        tasks.append(TaskResults(plan, load_rows(out_dir, plan, seeds)))
-    return build(manifest, tasks, report_dir or out_dir / "report")
+        runs, stale = _made_by(load_rows(out_dir, plan, seeds), manifest.get("embedder_identity"))
+        tasks.append(TaskResults(plan, runs))
+        left_out += [f"{plan.task.task} {line}" for line in stale]
+    return build({**manifest, "left_out": left_out}, tasks, report_dir or out_dir / "report")
+
+
+def _made_by(runs: dict[str, list[RunResult]], identity: str | None) -> tuple[dict[str, list[RunResult]], list[str]]:
+    """The runs whose domains this run's embedder made (original domains always), and a line for
+    each regrouped cell left under OUT by another embedder: one report never mixes two groupings."""
+    if identity is None:   # a manifest from before identities were recorded
+        return runs, []
+    kept, stale = {}, []
+    for key, results in runs.items():
+        kept[key] = []
+        for r in results:
+            if r.domains.method != "regroup" or r.domains.embedder == identity:
+                kept[key].append(r)
+            else:
+                stale.append(f"{key} seed {r.seed} ({r.domains.embedder})")
+    return kept, stale
 
 
 def build(manifest: dict, tasks: list[TaskResults], out: Path) -> tuple[Path, Path]:
@@ -124,6 +142,10 @@ def _run_section(manifest: dict) -> list[str]:
               f"- Started {manifest.get('started_at', '?')}, finished {manifest.get('finished_at', 'not yet')}."]
     if manifest.get("failed_cells"):
         lines.append(f"- Cells that failed: {'; '.join(manifest['failed_cells'])}.")
+    if manifest.get("left_out"):
+        lines.append(f"- Left out: {len(manifest['left_out'])} regrouped cell(s) under --out made with another "
+                     "embedder than this run's (rerun the command to replace them): "
+                     f"{'; '.join(manifest['left_out'])}.")
     lines += ["- The paper's figures: arXiv 2505.00358v1, read in a text copy of its PDF (the search tool's pages "
               "corpus returned only the opening of arxiv.org/html/2505.00358v1); where each comes from is beside "
               "it. The issue's \"Table 2 image-text setting\" is Table 3 in that text (Table 2 there is S1-59K).", ""]
