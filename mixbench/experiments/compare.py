@@ -143,7 +143,8 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
 
     todo = [(c, p) for c, p in zip(cells, paths) if not done(p, settings(c), keep_cells)]
     jobs = min(jobs, max(1, len(todo)))
-    at_once = f", {jobs} at a time ({threads_per_job(jobs)} threads each)" if jobs > 1 else ""
+    threads = threads_per_job(jobs)
+    at_once = f", {jobs} at a time ({threads} thread{'s' if threads > 1 else ''} each)" if jobs > 1 else ""
     click.echo(f"compare {task_name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
                f"{len(todo)} to run{at_once}", err=True)
     parent = _parent_tracker(task_name, algos, domain_specs or ["default"], seeds, experiment) \
