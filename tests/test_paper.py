@@ -267,6 +267,31 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
     assert "Left out: 1 regrouped cell(s)" in md and "rnb seed 1 (minilm-all-MiniLM-L6-v2-64tok)" in md
 
 
+def test_rows_runs_only_those_rows_and_the_report_keeps_the_earlier_command(run_cli, tmp_path):
+    """More seeds for some rows: --rows runs them (and the baseline) only; the report lists both
+    commands and reads each row over the seeds it has. Other settings with --rows are refused
+    before anything is written, so one report never mixes two protocols."""
+    base = ("paper", "--quick", "--tasks", "synthetic", "--no-mlflow", "--no-progress", "--out", "out")
+    assert run_cli(*base, "--seeds", "0").returncode == 0
+    more = run_cli(*base, "--seeds", "0,1", "--rows", "rnb,fig2")
+    assert more.returncode == 0, more.stderr[-3000:]
+    seed1 = {str(p.relative_to(tmp_path / "out").parent) for p in (tmp_path / "out").glob("*/synthetic/*/*/seed1.json")}
+    assert seed1 == {"main/synthetic/stratified/original", "main/synthetic/rnb/regroup",
+                     *(f"k{k}/synthetic/stratified/regroup" for k in (2, 4, 8))}
+    md = (tmp_path / "out/report/paper.md").read_text()
+    assert "2 commands under the same settings" in md
+    assert "--out out --seeds 0\n" in md and "--out out --seeds 0,1 --rows rnb,fig2\n" in md
+    rows = (line.split(" | ") for line in md.splitlines() if line.startswith("| "))
+    seeds = {cells[0][2:]: cells[2] for cells in rows}
+    assert seeds["R&B (Regroup, then Balance)"] == "2" and seeds["Skill-It (original domains)"] == "1"
+    manifest = (tmp_path / "out/paper.json").read_text()
+    refused = run_cli(*base, "--seeds", "0,1", "--rows", "rnb", "--steps", "10")
+    assert refused.returncode == 2 and refused.stderr.count("error:") == 1 and "other overrides" in refused.stderr
+    assert (tmp_path / "out/paper.json").read_text() == manifest
+    unknown = run_cli(*base, "--rows", "rnbx")
+    assert unknown.returncode == 2 and "no row or section rnbx" in unknown.stderr
+
+
 @pytest.mark.slow
 def test_paper_jobs_runs_cells_side_by_side_with_the_same_results(run_cli, tmp_path):
     """--jobs 2: each row group's cells in two processes at a time, each cell the result one

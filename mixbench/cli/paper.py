@@ -20,6 +20,10 @@ from mixbench.cli.options import checkpoint_options, config_options, output_opti
 @click.option("--quick", is_flag=True,
               help="A smoke version in well under a minute: synthetic and digits, seeds 0,1, 20 steps, k in 2,4,8, "
                    "the tfidf embedder (each can still be set).")
+@click.option("--rows", default=None, metavar="ROWS",
+              help="Comma-separated rows to run, by key (stratified, rnb, dga, k16, ...) or report section "
+                   "(table1, fig3, fig2, image); the baseline always comes along. Earlier runs under the same --out "
+                   "and settings stay in the report, e.g. more seeds for the cheap rows [every row].")
 @click.option("--param", "params", multiple=True, metavar="ALGO.NAME=VALUE",
               help="A strategy hyperparameter for every task, e.g. --param skillit.graph_fraction=0.025 or "
                    "--param aioli.lp_steps=1 to bound the heavy baselines (repeatable; see `mixbench list`).")
@@ -34,14 +38,14 @@ from mixbench.cli.options import checkpoint_options, config_options, output_opti
                 out_help="Cells go to OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json, the record of the run to "
                          "OUT/paper.json, the report to OUT/report/paper.md and paper.html.")
 @user_errors
-def paper_cmd(tasks, seeds, quick, params, embedder, report_only, jobs, checkpoint_every, keep_checkpoints, config,
-              out_dir, use_mlflow, experiment, progress):
+def paper_cmd(tasks, seeds, quick, rows, params, embedder, report_only, jobs, checkpoint_every, keep_checkpoints,
+              config, out_dir, use_mlflow, experiment, progress):
     """Run the paper's protocol (Table 1, the Fig. 3 ablation, the Fig. 2 k sweep, the image-text table) on
     each task, resumable like compare, and write the report beside the paper's figures."""
     from mixbench.experiments.paper.report import render
 
     if not report_only:
-        _run(tasks, seeds, quick, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
+        _run(tasks, seeds, quick, rows, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
              use_mlflow, experiment, progress)
     md, html = render(out_dir)
     click.echo(f"report: {md}\n        {html}")
@@ -53,7 +57,7 @@ def paper_cmd(tasks, seeds, quick, params, embedder, report_only, jobs, checkpoi
         sys.exit(1)
 
 
-def _run(tasks, seeds, quick, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
+def _run(tasks, seeds, quick, rows, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
          use_mlflow, experiment, progress) -> None:
     from mixbench.cli.hyperparameters import parse_param_specs
     from mixbench.errors import MixbenchError
@@ -76,7 +80,8 @@ def _run(tasks, seeds, quick, params, embedder, jobs, checkpoint_every, keep_che
         tasks=names, seeds=tuple(parse_seeds(seeds if seeds is not None else ("0,1" if quick else "0,1,2"))),
         overrides=overrides, params=parse_param_specs(params, algos),
         embedder=embedder or ("tfidf" if quick else "minilm"),
-        ks=protocol.QUICK_K_SWEEP if quick else protocol.K_SWEEP, quick=quick)
+        ks=protocol.QUICK_K_SWEEP if quick else protocol.K_SWEEP, quick=quick,
+        rows=tuple(parse_list(rows, "rows")) if rows is not None else None)
     run_paper(settings, Path(out_dir), command=shlex.join(["mixbench", *sys.argv[1:]]), use_mlflow=use_mlflow,
               experiment=experiment, progress=progress, checkpoint_every=checkpoint_every,
               keep_checkpoints=keep_checkpoints, jobs=jobs)

@@ -23,7 +23,7 @@ from mixbench.experiments.paper.plots import (
     plot_relative_changes,
 )
 from mixbench.experiments.paper.protocol import CLAIMS, FIG2, FIG3, IMAGE, TABLE1
-from mixbench.experiments.paper.runner import TaskPlan, load_rows, read_manifest
+from mixbench.experiments.paper.runner import TaskPlan, load_rows, read_manifest, report_seeds
 from mixbench.experiments.paper.stats import (
     NOT_MEASURED,
     RETRIEVAL,
@@ -52,7 +52,7 @@ def render(out_dir: Path, report_dir: Path | None = None) -> tuple[Path, Path]:
     """The report of the run recorded in OUT/paper.json, from the results under OUT."""
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
-    ks, seeds = tuple(manifest["settings"]["ks"]), tuple(manifest["settings"]["seeds"])
+    ks, seeds = tuple(manifest["settings"]["ks"]), report_seeds(manifest)
     tasks, left_out = [], []
     for values in manifest["tasks"]:
         plan = TaskPlan.from_dict(values, ks)
@@ -122,8 +122,16 @@ def _verdict_section(found: list[Verdict], tasks: list[TaskResults]) -> list[str
 def _run_section(manifest: dict) -> list[str]:
     settings, proto = manifest["settings"], manifest["protocol"]
     quick = " (--quick: a smoke version)" if settings.get("quick") else ""
-    lines = ["## How this was run", "", "```", manifest["command"], "```", "",
-             f"- Seeds {', '.join(map(str, settings['seeds']))}; tasks {', '.join(settings['tasks'])}; embedder "
+    earlier = manifest.get("history", [])
+    commands = [*(entry["command"] for entry in earlier), manifest["command"]]
+    lines = ["## How this was run", ""]
+    if earlier:
+        lines += [f"{len(commands)} commands under the same settings, in this order (a command with --rows ran "
+                  "only those rows and the baseline; the seeds column of each table counts what each row has):", ""]
+    seeds = report_seeds(manifest)
+    tasks = list(dict.fromkeys([*(t for entry in earlier for t in entry["tasks"]), *settings["tasks"]]))
+    lines += ["```", *commands, "```", "",
+             f"- Seeds {', '.join(map(str, seeds))}; tasks {', '.join(tasks)}; embedder "
              f"`{settings['embedder']}`{_identity(manifest)}{quick}.",
              f"- Fixed before the run and the same for every task (nothing tuned per task): the k sweep "
              f"{', '.join(map(str, proto['k_sweep']))}; Skill-It's graph runs take graph_fraction = "

@@ -4,7 +4,9 @@ checkpoint when it was interrupted. Rows that would share a results path (R&B wi
 fixed k of the sweep) go to their own folder, OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json.
 
 OUT/paper.json records what the report needs to be rebuilt: the command, the settings, each task's
-plan and budget, the package versions and the machine.
+plan and budget, the package versions and the machine. `--rows` runs some rows only (more seeds for
+the cheap rows, say); the earlier commands under the same OUT and settings are kept in its history,
+and the report reads every seed any of them ran.
 """
 
 from __future__ import annotations
@@ -39,10 +41,16 @@ class PaperSettings:
     embedder: str
     ks: tuple[int, ...]
     quick: bool = False
+    rows: tuple[str, ...] | None = None   # row keys or report sections to run (None: every row)
 
     def to_dict(self) -> dict:
         return {"tasks": list(self.tasks), "seeds": list(self.seeds), "overrides": self.overrides,
-                "params": self.params, "embedder": self.embedder, "ks": list(self.ks), "quick": self.quick}
+                "params": self.params, "embedder": self.embedder, "ks": list(self.ks), "quick": self.quick,
+                "rows": list(self.rows) if self.rows is not None else None}
+
+
+# The settings that make two invocations one protocol: the cells of one can be reported beside the other's.
+_PROTOCOL_SETTINGS = ("overrides", "params", "embedder", "ks", "quick")
 
 
 @dataclass(frozen=True)
@@ -113,13 +121,17 @@ def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflo
     out_dir = Path(out_dir)
     check_writable(out_dir, out_dir / MANIFEST)
     plans = plan_tasks(settings)
+    selected = {p.task.task: select_rows(p, settings.rows) for p in plans}
+    _check_rows_known(settings.rows, plans)
+    earlier = _earlier_manifest(out_dir)
+    _check_same_protocol(settings, earlier)
     budgets = {p.task.task: registry.tasks.create(p.task.task).budget.override(**settings.overrides) for p in plans}
-    manifest = _manifest(settings, plans, budgets, command)
+    manifest = _with_history(_manifest(settings, plans, budgets, command), earlier)
     write_json(out_dir / MANIFEST, manifest)
     run = PaperRun(plans)
     for plan in plans:
         config = budgets[plan.task.task]
-        for (grid, domains, rounds, _), rows in _groups(plan.rows).items():
+        for (grid, domains, rounds, _), rows in _groups(selected[plan.task.task]).items():
             algos = [row.algo for row in rows]
             overrides = dict(settings.overrides)
             if rounds is not None:   # a fixed number of mixture updates over the run's steps
@@ -134,6 +146,73 @@ def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflo
             run.failed += [f"{plan.task.task}: {line}" for line in result.failed]
     write_json(out_dir / MANIFEST, {**manifest, "finished_at": now(), "failed_cells": run.failed})
     return run
+
+
+def row_names(plans: list[TaskPlan]) -> list[str]:
+    """What --rows accepts for these tasks: every row key, then the report sections."""
+    keys = dict.fromkeys(row.key for plan in plans for row in plan.rows)
+    return list(keys) + list(dict.fromkeys(row.section for plan in plans for row in plan.rows))
+
+
+def select_rows(plan: TaskPlan, wanted: tuple[str, ...] | None) -> list[Row]:
+    """The plan's rows named in `wanted` by key or by section, with the baseline every other row is
+    compared with (a finished baseline cell is reused, so asking for it costs nothing)."""
+    if wanted is None:
+        return plan.rows
+    return [row for row in plan.rows if row.key in wanted or row.section in wanted or row.key == plan.baseline]
+
+
+def _check_rows_known(wanted: tuple[str, ...] | None, plans: list[TaskPlan]) -> None:
+    if wanted is None:
+        return
+    names = row_names(plans)
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise MixbenchError(f"--rows: no row or section {', '.join(unknown)} on {', '.join(p.task.task for p in plans)}"
+                            f" (rows and sections: {', '.join(names)})")
+
+
+def _earlier_manifest(out_dir: Path) -> dict | None:
+    """The manifest an earlier `mixbench paper` left under OUT, if it can be read."""
+    try:
+        return read_manifest(out_dir)
+    except MixbenchError:
+        return None
+
+
+def _check_same_protocol(settings: PaperSettings, earlier: dict | None) -> None:
+    """Some rows under other settings than the earlier run's would leave the other rows' cells from
+    the earlier protocol beside them, and one report would compare the two: refused. Every row
+    under other settings reruns them all, as compare does, and starts a new history."""
+    if settings.rows is None or earlier is None:
+        return
+    new, old = settings.to_dict(), earlier.get("settings", {})
+    differ = [name for name in _PROTOCOL_SETTINGS if new.get(name) != old.get(name)]
+    if differ:
+        raise MixbenchError(f"--rows with other {', '.join(differ)} than the run recorded in "
+                            f"{MANIFEST} would report two protocols side by side: use another --out, or "
+                            "leave --rows out to rerun every row")
+
+
+def _with_history(manifest: dict, earlier: dict | None) -> dict:
+    """`manifest` with the earlier invocations under the same OUT and protocol settings, and the
+    tasks they ran that this one does not (so the report keeps them)."""
+    old = (earlier or {}).get("settings", {})
+    if earlier is None or any(manifest["settings"].get(n) != old.get(n) for n in _PROTOCOL_SETTINGS):
+        return {**manifest, "history": []}
+    entry = {k: earlier.get(k) for k in ("command", "started_at", "finished_at")}
+    entry.update(seeds=old.get("seeds", []), tasks=old.get("tasks", []), rows=old.get("rows"))
+    names = {t["task"] for t in manifest["tasks"]}
+    kept = [t for t in earlier.get("tasks", []) if t["task"] not in names]
+    return {**manifest, "history": [*earlier.get("history", []), entry],
+            "tasks": manifest["tasks"] + kept,
+            "budgets": {**{t["task"]: earlier["budgets"][t["task"]] for t in kept}, **manifest["budgets"]}}
+
+
+def report_seeds(manifest: dict) -> tuple[int, ...]:
+    """Every seed this run or an earlier one in its history ran, in order."""
+    seeds = [*manifest["settings"]["seeds"], *(s for entry in manifest.get("history", []) for s in entry["seeds"])]
+    return tuple(sorted(set(seeds)))
 
 
 def hyperparameters(row: Row, user: dict) -> dict:
