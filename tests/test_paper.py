@@ -212,6 +212,24 @@ def test_the_report_states_the_verdict_the_numbers_give(tmp_path):
     assert "Regroup helps stratified** — evals-ood (Sup-NatInst test): not measured" in text
 
 
+def test_the_report_shows_how_far_each_mixture_left_uniform(tmp_path):
+    """A strategy that starves domains shows it: its largest p and effective number of domains."""
+    runs = text_runs(-0.1)
+    for r in runs["skillit"]:
+        r.mixture = MixtureTrajectory(per_round=[[0.25] * 4, [0.7, 0.1, 0.1, 0.1]], final=[0.7, 0.1, 0.1, 0.1])
+    settings = PaperSettings(tasks=("champ",), seeds=tuple(SEEDS), overrides={}, params={}, embedder="minilm",
+                             ks=protocol.K_SWEEP)
+    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_dict(),
+                "protocol": {"k_sweep": list(protocol.K_SWEEP), "skillit_graph_fraction": 0.1, "aioli_rounds": 2,
+                             "alpha": 0.05, "power": 0.8, "strategy_params": {}},
+                "tasks": [text_plan().to_dict()], "budgets": {"champ": {"steps": 10}}, "versions": {},
+                "machine": {}}
+    text = build(manifest, [TaskResults(text_plan(), runs)], tmp_path)[0].read_text()
+    effective = math.exp(-(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1)))   # 2.56 of 4
+    assert f"| Skill-It (original domains) | 4 | 0.700 (uniform 0.250) | {effective:.1f} (64 % of m) | 5 |" in text
+    assert "| DGA (original domains) | 4 | 0.250 (uniform 0.250) | 4.0 (100 % of m) | 5 |" in text
+
+
 # -- the seed calculation ------------------------------------------------------------------------------
 
 def test_seeds_needed_matches_the_noncentral_t_power():

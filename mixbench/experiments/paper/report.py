@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mixbench.experiments.paper import protocol
 from mixbench.experiments.paper.plots import (
     plot_differences,
@@ -349,8 +351,38 @@ def _mixture_section(task: TaskResults, out: Path) -> list[str]:
                                    title=f"{name}: {row.label}, seed {r.seed}: mixture per round")
         lines += [f"![{name}: mixture of {row.label}]({png.name})", ""]
     if lines:
-        lines = ["### Mixtures (first seed; colour: log2 of p relative to uniform)", ""] + lines
+        lines = ["### Mixtures (first seed; colour: log2 of p relative to uniform)", "",
+                 *_concentration_table(task), ""] + lines
     return lines
+
+
+def _concentration_table(task: TaskResults) -> list[str]:
+    """How far each adaptive row's mixtures left uniform, over its seeds: the largest p any round
+    sampled from, and the effective number of domains e^H of the last round's mixture (m when
+    uniform). A mixture that starves domains explains a row that loses on the mean eval loss."""
+    lines = []
+    for row in task.plan.rows:
+        done = [r for r in task.runs.get(row.key, []) if r.finished and r.mixture.per_round]
+        if row.algo == "stratified" or not done:
+            continue
+        peak = [max(max(p) for p in r.mixture.per_round) for r in done]
+        effective = [_effective_domains(r.mixture.per_round[-1]) for r in done]
+        m = len(done[0].mixture.per_round[-1])
+        lines.append(f"| {row.label} | {m} | {np.mean(peak):.3f} (uniform {1 / m:.3f}) | "
+                     f"{np.mean(effective):.1f} ({100 * np.mean(effective) / m:.0f} % of m) | {len(done)} |")
+    if not lines:
+        return []
+    return ["Mean over seeds of the largest p any round sampled from, and of the effective number of domains "
+            "e^H of the last round's mixture (m when uniform). These are the mixtures the strategies chose; steps a "
+            "strategy trains on mixtures of its own probes (Aioli's LearnParams: lp_rounds × m × lp_steps per round, "
+            "all of a round when that reaches steps_per_round, as the run's log warns) are not in them.", "",
+            "| row | m | largest p | effective domains, last round | seeds |", "|---|---|---|---|---|", *lines]
+
+
+def _effective_domains(p: list[float]) -> float:
+    q = np.asarray(p, dtype=float)
+    q = q[q > 0] / q.sum()
+    return float(np.exp(-(q * np.log(q)).sum()))
 
 
 def _power_section(analysed) -> list[str]:
