@@ -300,8 +300,12 @@ def test_rows_runs_only_those_rows_and_the_report_keeps_the_earlier_command(run_
     assert "2 commands under the same settings" in md
     assert "--out out --seeds 0\n" in md and "--out out --seeds 0,1 --rows rnb,fig2\n" in md
     rows = (line.split(" | ") for line in md.splitlines() if line.startswith("| "))
-    seeds = {cells[0][2:]: cells[2] for cells in rows}
-    assert seeds["R&B (Regroup, then Balance)"] == "2" and seeds["Skill-It (original domains)"] == "1"
+    cells = {}
+    for row in rows:   # Table 1 is the first table to name a row
+        cells.setdefault(row[0][2:], row)
+    rnb, skillit = cells["R&B (Regroup, then Balance)"], cells["Skill-It (original domains)"]
+    assert rnb[2] == "2" and " ± " in rnb[3]
+    assert skillit[2] == "1" and " ± " not in skillit[3]   # one seed: no spread to show
     manifest = (tmp_path / "out/paper.json").read_text()
     refused = run_cli(*base, "--seeds", "0,1", "--rows", "rnb", "--steps", "10")
     assert refused.returncode == 2 and refused.stderr.count("error:") == 1 and "other overrides" in refused.stderr

@@ -249,7 +249,12 @@ def _seeds(summary: dict) -> str:
 
 def _mean_std(summary: dict, name: str) -> str:
     mean, std = summary.get(f"{name}_mean"), summary.get(f"{name}_std")
-    return "—" if mean is None or not math.isfinite(mean) else f"{mean:.4f} ± {std:.4f}"
+    if mean is None or not math.isfinite(mean):
+        return "—"
+    # One seed has no spread to show (a std of 0 would read as a measured one).
+    if summary.get("seeds", 0) < 2 or std is None or not math.isfinite(std):
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {std:.4f}"
 
 
 def _diff(paired_) -> str:
