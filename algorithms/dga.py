@@ -67,8 +67,12 @@ Differences from the reference (docs/baselines.md keeps the table):
   - non-finite alignments (a broken batch) count as 0, so a non-finite target gradient leaves the
     weights as they were: none (the reference has no such case).
 
-Overhead in the R&B paper's App. D: 6·T·(D_e + m)·N, read as m + 1 batch gradients per round (see
-`paper_overhead_flops`), plus the m inner products, 2·m·N, charged as "alignment".
+Overhead in the R&B paper's App. D.3: a total of 6(1 + δ)·D_t·N + 6·T·(D_e + m)·N, where δ·D_t
+are the tokens of the domain batches (here one batch of B tokens per domain per round: δ·D_t =
+T·m·B), D_e the target batch's tokens (here one batch: D_e = B) and m·N the m inner products of a
+round. Over standard training that is 6·T·(m + 1)·B·N + T·m·N (`paper_overhead_flops`). The meter
+charges the gradients as "probe_gradient" and the inner products, at 2·m·N per update (a multiply
+and an add per parameter), as "alignment".
 """
 
 from __future__ import annotations
@@ -132,7 +136,9 @@ class DGA(MixingStrategy):
         return self.mixture_
 
     def paper_overhead_flops(self, shape: RunShape) -> float:
-        """App. D: 6·T·(D_e + m)·N, read as one target batch plus one batch per domain each
-        round, forward and backward (6 FLOPs per parameter per token). The meter counts the
-        same over T − 1 updates (none after the last round), plus the m inner products."""
-        return float(6 * shape.rounds * (shape.num_domains + 1) * shape.batch_tokens * shape.num_params)
+        """App. D.3's overhead with one batch per domain and one target batch each round:
+        6·T·(m + 1)·B·N for their gradients (forward and backward, 6 FLOPs per parameter per
+        token) + T·m·N for the inner products. The meter counts the gradients over T − 1 updates
+        (none after the last round)."""
+        T, m, N = shape.rounds, shape.num_domains, shape.num_params
+        return float(6 * T * (m + 1) * shape.batch_tokens * N + T * m * N)

@@ -169,7 +169,10 @@ def test_overhead_matches_the_paper_formulas(runs):
     # differences explained in their docstrings, checked exactly here.
     dga, dga_h, dga_r = runs["DGA"]
     gradients = dga_r.flops_by_label["strategy/probe_gradient"]
-    assert gradients == pytest.approx(dga.paper_overhead_flops(dga_h.shape) * (T - 1) / T)
+    B, N = dga_h.shape.batch_tokens, dga_h.shape.num_params
+    # R&B App. D.3, 6(1 + δ)·D_t·N + 6·T·(D_e + m)·N, with δ·D_t = T·m·B and D_e = B, less training.
+    assert dga.paper_overhead_flops(dga_h.shape) == 6 * T * (m + 1) * B * N + T * m * N
+    assert gradients == pytest.approx(6 * (T - 1) * (m + 1) * B * N)
     aioli, aioli_h, aioli_r = runs["Aioli"]
     evaluation = 2 * aioli_h.shape.eval_tokens * aioli_h.num_params
     expected = T * (aioli.lp_rounds * m + 1) * evaluation + T * demix_flops(m)

@@ -159,6 +159,20 @@ def test_u_shape_and_monotone_sweeps():
     assert outcome(flat, "u_shape") == NOT_SIGNIFICANT
 
 
+def test_the_sweep_compares_k_values_on_the_seeds_all_of_them_finished():
+    """Stratified at Regroup's k given 5 more seeds (paper --rows fig3) with far lower losses must
+    not win the sweep on seeds the other k values never ran."""
+    runs = text_runs(-0.1, regroup_shift=+0.2)   # k = 62 the worst point on seeds 0-4
+    runs["stratified-regroup"] += [fake("stratified", s, 1.0, method="regroup", k=62, silhouette=0.3)
+                                   for s in range(5, 10)]
+    plan = text_plan()
+    found = row_stats(runs, plan.rows, plan.baseline, plan.task.paper_dataset)
+    u_shape = next(v for v in verdicts(plan.task.task, found, runs, plan.rows, plan.baseline, plan.ood,
+                                       plan.task.modality) if v.claim == "u_shape")
+    assert u_shape.measured.startswith("lowest loss at k = 16 ") and "5 paired seeds" in u_shape.measured
+    assert found["stratified-regroup"].seeds == 10   # its own row keeps every seed
+
+
 def test_silhouette_correlation_sign():
     # Losses (2.3, 2.1, 2.0, 2.15, 2.3), and the stratified-regroup point (k = 62, silhouette 0.3, loss
     # ≈ 2.0): a higher silhouette goes with a lower loss.

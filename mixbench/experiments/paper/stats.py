@@ -240,6 +240,26 @@ def sweep(stats: dict[str, RowStats], rows: list[protocol.Row]) -> list[RowStats
     return sorted(points, key=lambda s: s.k)
 
 
+def sweep_runs(runs: dict[str, list[RunResult]], rows: list[protocol.Row]) -> dict[str, list[RunResult]]:
+    """`runs` with the sweep's rows (its k values and stratified at Regroup's k) cut to the seeds
+    every one of them finished: k values are compared on the same seeds, also when some rows were
+    given more seeds than others (`paper --rows`). The other rows are left as they are."""
+    keys = [r.key for r in rows if r.section == FIG2] + [SILHOUETTE_CHOICE]
+    present = [k for k in keys if any(r.finished for r in runs.get(k, []))]
+    if not present:
+        return runs
+    common = set.intersection(*({r.seed for r in runs[k] if r.finished} for k in present))
+    return {key: [r for r in results if r.seed in common] if key in present else results
+            for key, results in runs.items()}
+
+
+def sweep_on_common_seeds(runs: dict[str, list[RunResult]], rows: list[protocol.Row],
+                          baseline: str) -> tuple[list[RowStats], dict[str, list[RunResult]]]:
+    """The sweep's points (as `sweep`) computed on the seeds they all finished, and those runs."""
+    swept = sweep_runs(runs, rows)
+    return sweep(row_stats(swept, rows, baseline, None), rows), swept
+
+
 def verdict_u_shape(task: str, points: list[RowStats], runs: dict[str, list[RunResult]]) -> Verdict:
     if len(points) < 3:
         return Verdict("u_shape", task, NOT_MEASURED, f"{len(points)} k values finished; a U needs 3")
@@ -316,9 +336,9 @@ def verdicts(task: str, stats: dict[str, RowStats], runs: dict[str, list[RunResu
     others on text tasks)."""
     if modality == "image-text":
         return [verdict_image(task, stats, modality)]
-    points = sweep(stats, rows)
+    points, swept = sweep_on_common_seeds(runs, rows, baseline)
     return [verdict_regroup(task, stats, ood, modality), verdict_rnb_best(task, stats, runs, baseline),
-            verdict_u_shape(task, points, runs), verdict_silhouette(task, points)]
+            verdict_u_shape(task, points, swept), verdict_silhouette(task, points)]
 
 
 def estimator_comparison(stats: dict[str, RowStats], runs: dict[str, list[RunResult]]) -> str | None:
