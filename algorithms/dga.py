@@ -20,6 +20,12 @@ readable sources do confirm:
 Not verified: Alg. 1's exact line (sign convention, any normalisation of a, where η sits), what the
 EMA averages (weights, log-weights or alignments) and its coefficient, the paper's η, β and T_r
 values, and which parameters' gradients enter a. Check them against the PDF before citing them.
+A third search (this session: the code, pages, docs and issues corpora, the authors' and Apple's
+repositories) found no copy of the body either. What it added: R&B's App. D.3 describes DGA's
+round as one batch per domain and one of the specific set, full-model gradients and their inner
+products (our a_i), and gives no η, EMA or T_r; one unattributed third-party reimplementation says
+Alg. 1 prints exp(−η·a) while the paper's derivation upweights aligned domains, and follows the
+derivation, as we do.
 
 Rule (as recalled; that it is a gradient step on the simplex with an optional EMA agrees with
 the summaries above). Every T_r training steps DGA draws one batch from each training domain i
