@@ -5,9 +5,13 @@ input."""
 import json
 import math
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from scipy import stats as scipy_stats
 
@@ -394,3 +398,14 @@ def test_every_paper_figure_is_the_paper_s_own_number():
     # DataComp: the m nearest to the run's k.
     assert "m = 50" in protocol.paper_figure("DataComp", "rnb", k=40).where
     assert np.isclose(protocol.DATACOMP[50][1][1] / protocol.DATACOMP[50][1][0] - 1, 0.0327, atol=5e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_the_gpu_paper_cell_script_refuses_in_one_line_without_cuda(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "paper_gpu.sh"
+    result = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                            env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["paper_gpu: no CUDA device visible to torch; run it on a machine "
+                                                  "with a GPU"]
+    assert not (tmp_path / "out").exists()   # nothing written
