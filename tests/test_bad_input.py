@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +206,16 @@ def test_no_progress_also_silences_model_loading(hf_dir, run_cli, tmp_path):  # 
                    "--out", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr
     assert "Loading weights" not in proc.stderr and "it/s]" not in proc.stderr, proc.stderr
+
+
+def test_no_progress_also_silences_bars_libraries_draw_with_plain_tqdm():
+    """transformers converts SmolLM2's GGUF under a plain tqdm bar, outside its own switch."""
+    code = ("from mixbench.cli.options import quiet_libraries; quiet_libraries()\n"
+            "from tqdm.auto import tqdm\n"
+            "for _ in tqdm(range(3), desc='Converting'): pass\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"})
+    assert proc.returncode == 0 and "Converting" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow   # creating a fresh MLflow database takes about 10 s
