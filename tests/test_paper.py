@@ -293,6 +293,7 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
     again = run_cli("paper", "--quick", "--no-mlflow", "--no-progress", "--out", "out")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "to run" in again.stderr and not re.search(r"[1-9]\d* to run", again.stderr)
+    assert "commands under the same settings" not in (report / "paper.md").read_text()   # one command, run twice
     # A regrouped cell another embedder made is left out of the report, and said to be.
     cell = tmp_path / "out/main/synthetic/rnb/regroup/seed1.json"
     result = json.loads(cell.read_text())

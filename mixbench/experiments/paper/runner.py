@@ -202,9 +202,11 @@ def _with_history(manifest: dict, earlier: dict | None) -> dict:
         return {**manifest, "history": []}
     entry = {k: earlier.get(k) for k in ("command", "started_at", "finished_at")}
     entry.update(seeds=old.get("seeds", []), tasks=old.get("tasks", []), rows=old.get("rows"))
+    # The same command again (a resumed or repeated run) is one command, not two.
+    history = earlier.get("history", []) + ([] if entry["command"] == manifest["command"] else [entry])
     names = {t["task"] for t in manifest["tasks"]}
     kept = [t for t in earlier.get("tasks", []) if t["task"] not in names]
-    return {**manifest, "history": [*earlier.get("history", []), entry],
+    return {**manifest, "history": history,
             "tasks": manifest["tasks"] + kept,
             "budgets": {**{t["task"]: earlier["budgets"][t["task"]] for t in kept}, **manifest["budgets"]}}
 
