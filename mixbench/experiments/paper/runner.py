@@ -121,8 +121,8 @@ def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflo
     out_dir = Path(out_dir)
     check_writable(out_dir, out_dir / MANIFEST)
     plans = plan_tasks(settings)
-    selected = {p.task.task: select_rows(p, settings.rows) for p in plans}
     _check_rows_known(settings.rows, plans)
+    selected = {p.task.task: select_rows(p, settings.rows) for p in plans}
     earlier = _earlier_manifest(out_dir)
     _check_same_protocol(settings, earlier)
     budgets = {p.task.task: registry.tasks.create(p.task.task).budget.override(**settings.overrides) for p in plans}
@@ -186,8 +186,7 @@ def _check_same_protocol(settings: PaperSettings, earlier: dict | None) -> None:
     under other settings reruns them all, as compare does, and starts a new history."""
     if settings.rows is None or earlier is None:
         return
-    new, old = settings.to_dict(), earlier.get("settings", {})
-    differ = [name for name in _PROTOCOL_SETTINGS if new.get(name) != old.get(name)]
+    differ = _other_settings(settings.to_dict(), earlier)
     if differ:
         raise MixbenchError(f"--rows with other {', '.join(differ)} than the run recorded in "
                             f"{MANIFEST} would report two protocols side by side: use another --out, or "
@@ -197,9 +196,9 @@ def _check_same_protocol(settings: PaperSettings, earlier: dict | None) -> None:
 def _with_history(manifest: dict, earlier: dict | None) -> dict:
     """`manifest` with the earlier invocations under the same OUT and protocol settings, and the
     tasks they ran that this one does not (so the report keeps them)."""
-    old = (earlier or {}).get("settings", {})
-    if earlier is None or any(manifest["settings"].get(n) != old.get(n) for n in _PROTOCOL_SETTINGS):
+    if earlier is None or _other_settings(manifest["settings"], earlier):
         return {**manifest, "history": []}
+    old = earlier.get("settings", {})
     entry = {k: earlier.get(k) for k in ("command", "started_at", "finished_at")}
     entry.update(seeds=old.get("seeds", []), tasks=old.get("tasks", []), rows=old.get("rows"))
     # The same command again (a resumed or repeated run) is one command, not two.
@@ -209,6 +208,12 @@ def _with_history(manifest: dict, earlier: dict | None) -> dict:
     return {**manifest, "history": history,
             "tasks": manifest["tasks"] + kept,
             "budgets": {**{t["task"]: earlier["budgets"][t["task"]] for t in kept}, **manifest["budgets"]}}
+
+
+def _other_settings(settings: dict, earlier: dict) -> list[str]:
+    """The protocol settings in which `settings` differ from the earlier run's."""
+    old = earlier.get("settings", {})
+    return [name for name in _PROTOCOL_SETTINGS if settings.get(name) != old.get(name)]
 
 
 def report_seeds(manifest: dict) -> tuple[int, ...]:

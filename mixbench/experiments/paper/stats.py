@@ -257,7 +257,9 @@ def sweep_on_common_seeds(runs: dict[str, list[RunResult]], rows: list[protocol.
                           baseline: str) -> tuple[list[RowStats], dict[str, list[RunResult]]]:
     """The sweep's points (as `sweep`) computed on the seeds they all finished, and those runs."""
     swept = sweep_runs(runs, rows)
-    return sweep(row_stats(swept, rows, baseline, None), rows), swept
+    # Only the sweep's rows (and the baseline they are compared with) need their stats again.
+    needed = [r for r in rows if r.section == FIG2 or r.key in (SILHOUETTE_CHOICE, baseline)]
+    return sweep(row_stats(swept, needed, baseline, None), needed), swept
 
 
 def verdict_u_shape(task: str, points: list[RowStats], runs: dict[str, list[RunResult]]) -> Verdict:
