@@ -218,6 +218,23 @@ def test_no_progress_also_silences_bars_libraries_draw_with_plain_tqdm():
     assert proc.returncode == 0 and "Converting" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("quiet", [True, False])
+def test_no_progress_also_silences_the_image_decoding_bar(tmp_path, quiet):
+    """A task decodes its pictures with progress=None (it knows nothing of the command's options):
+    many pictures draw a bar, but not under --no-progress, even with tqdm imported already."""
+    code = ("import tqdm.auto\n"
+            "from PIL import Image\n"
+            "from mixbench.cli.options import quiet_libraries\n"
+            "from mixbench.data.images import PROGRESS_FROM, load_images\n"
+            f"{'quiet_libraries()' if quiet else 'pass'}\n"
+            f"Image.new('RGB', (4, 4), 'red').save({str(tmp_path / 'a.png')!r})\n"
+            f"load_images([{str(tmp_path / 'a.png')!r}] * PROGRESS_FROM, 4, what='fixture', workers=1)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"})
+    assert proc.returncode == 0, proc.stderr
+    assert ("decoding fixture" in proc.stderr) is not quiet, proc.stderr
+
+
 @pytest.mark.slow   # creating a fresh MLflow database takes about 10 s
 def test_no_progress_also_silences_mlflow_info_lines(run_cli, tmp_path):
     """A fresh MLflow database: its schema migrations and run creation log at INFO."""

@@ -92,10 +92,11 @@ def _quiet_unless_progress(ctx, param, progress: bool) -> bool:
 def quiet_libraries() -> None:
     # Both libraries read this when imported (the commands import them later, lazily)...
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    # ...as tqdm reads its own switch, for the bars libraries draw with plain tqdm (transformers'
-    # GGUF conversion of SmolLM2); mixbench's own bars are off already with --no-progress.
-    if "tqdm" not in sys.modules:
-        os.environ["TQDM_DISABLE"] = "1"
+    # ...as tqdm reads its own switch when imported, for the bars libraries draw with plain tqdm
+    # (transformers' GGUF conversion of SmolLM2). Set even when tqdm is imported already: the
+    # image decoder's bar, whose caller (a task) knows nothing of --no-progress, reads it per call,
+    # and worker processes import tqdm afresh.
+    os.environ["TQDM_DISABLE"] = "1"
     # ...and one already imported is told directly.
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()

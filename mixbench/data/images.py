@@ -155,7 +155,7 @@ def load_images(sources: Sequence[str | os.PathLike | Blob], size: int, *, what:
     `what` names the collection in messages ("openclipart", "datacomp shard x.tar"). Raises
     TaskDataError when more pictures are bad than tolerated (5 %, at most 50, at least 1). With
     `cache`, the result is read from / written to the image cache; a cache hit decodes nothing.
-    `progress`: None shows a bar when there are many pictures, False never.
+    `progress`: None shows a bar when there are many pictures (not under --no-progress), False never.
     """
     names = [src[0] if isinstance(src, tuple) else str(src) for src in sources]
     path = cache_path(cache, size, [_fingerprint(src) for src in sources]) if cache is not None else None
@@ -188,7 +188,10 @@ def _decode_all(sources, size, what, progress, workers) -> list:
         except ImageDecodeError as exc:
             return exc
 
-    show = len(sources) >= PROGRESS_FROM if progress is None else progress
+    # None: a bar for many pictures, unless the command runs with --no-progress. That sets
+    # TQDM_DISABLE, which tqdm itself ignores once `disable` is passed, so it is read here.
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
+    show = (len(sources) >= PROGRESS_FROM and not quiet) if progress is None else progress
     bar = tqdm(total=len(sources), desc=f"decoding {what}", unit="image", disable=not show, leave=False,
                file=sys.stderr)
     with bar:
