@@ -189,8 +189,9 @@ def _decode_all(sources, size, what, progress, workers) -> list:
             return exc
 
     # None: a bar for many pictures, unless the command runs with --no-progress. That sets
-    # TQDM_DISABLE, which tqdm itself ignores once `disable` is passed, so it is read here.
-    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
+    # TQDM_DISABLE, which tqdm itself ignores once `disable` is passed, so it is read here as tqdm
+    # reads it (any non-empty value disables).
+    quiet = bool(os.environ.get("TQDM_DISABLE"))
     show = (len(sources) >= PROGRESS_FROM and not quiet) if progress is None else progress
     bar = tqdm(total=len(sources), desc=f"decoding {what}", unit="image", disable=not show, leave=False,
                file=sys.stderr)
