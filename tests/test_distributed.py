@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,39 @@ def test_probing_strategies_choose_the_one_process_mixtures(tmp_path, algo):
     for p1, p2 in zip([r.mixture for r in one.rounds] + [one.final_mixture], two["mixtures"] + [two["final_mixture"]]):
         assert_close(p2, p1, rtol=1e-5)
     assert two["final_eval_loss"] == pytest.approx(one.final_mean_eval_loss, rel=1e-5)
+
+
+LEAVE_AFTER_DDP = """
+import os, sys
+import torch, torch.distributed as dist
+from mixbench.engine.distributed import DataParallel, leave_process_group
+def train():   # a training function: its DDP model is garbage once it returns
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d", rank=0, world_size=1)
+    model = DataParallel(0, 1, local_rank=0).wrap(torch.nn.Linear(4, 4))  # imports torch.distributed.nn now
+    model(torch.ones(2, 4)).sum().backward()
+train()
+if sys.argv[1] == "mixbench":
+    leave_process_group()
+else:
+    dist.destroy_process_group()
+print(sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process's threads from /proc")
+@pytest.mark.parametrize("leave", ["mixbench", "torch"])
+def test_leaving_frees_the_group_so_no_gloo_thread_outlives_the_interpreter(leave):
+    """The cause of a rank's rare SIGABRT at exit ("terminate called without an active
+    exception"): DDP's constructor imports torch.distributed.nn, whose collectives then hold the
+    default group as a default argument, so destroy_process_group alone leaves gloo's threads
+    running into interpreter shutdown ("torch": kept as the control; if a torch release frees
+    the group itself, it fails and the release in leave_process_group can go). The process's
+    own threads are read from /proc: gloo's workers are named pt_gloo_runloop."""
+    proc = subprocess.run([sys.executable, "-c", LEAVE_AFTER_DDP % _free_port(), leave],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+    threads = proc.stdout.strip().splitlines()[-1]
+    assert ("pt_gloo_runloop" in threads) == (leave == "torch"), threads
 
 
 # ---------------------------------------------------------------- the command line: mixbench run --nproc 2

@@ -230,18 +230,41 @@ class DataParallel(SingleProcess):
 
 
 def leave_process_group() -> None:
-    """Leave torch.distributed's process group, if joined, with the DDP modules that used it freed
-    first. A DDP module is usually in a reference cycle by its end (hooks, a trainer holding it);
-    its reducer keeps the group alive, and if the last collection runs at interpreter exit, gloo's
-    threads are torn down with the interpreter half gone and the process aborts ("terminate called
-    without an active exception") after a run that went well. Call it last, on every rank."""
+    """Leave torch.distributed's process group, if joined, and free it, so that no communication
+    thread outlives the interpreter: a gloo worker that drops a tensor once the interpreter is
+    finalising takes the GIL, and the process aborts ("terminate called without an active
+    exception") after a run that went well. Call it last, on every rank.
+
+    Freeing the group takes two things destroy_process_group does not do: collecting the DDP
+    modules that used it (a DDP module is usually in a reference cycle by its end: hooks, a
+    trainer holding it) and releasing torch.distributed.nn's hold on it (below)."""
     import gc
 
     import torch.distributed as dist
 
     gc.collect()
     if dist.is_initialized():
+        _release_default_arguments(dist.group.WORLD)
         dist.destroy_process_group()
+
+
+def _release_default_arguments(group) -> None:
+    """torch.distributed.nn.functional binds `group=group.WORLD` as a default argument of each of
+    its collectives when it is imported (torch 2.13: torch/distributed/nn/functional.py, lines 32
+    to 267). Imported after the group formed, as DDP's constructor does through torch._dynamo,
+    those ten defaults hold the group for good: destroy_process_group forgets it but cannot free
+    it, and its threads live until the interpreter is gone. None means the same to each of those
+    functions (the default group), so they behave as before."""
+    import inspect
+    import sys
+
+    functional = sys.modules.get("torch.distributed.nn.functional")
+    if functional is None:
+        return
+    for function in vars(functional).values():
+        defaults = getattr(function, "__defaults__", None) if inspect.isfunction(function) else None
+        if defaults and any(value is group for value in defaults):
+            function.__defaults__ = tuple(None if value is group else value for value in defaults)
 
 
 def _sum_gradients(process_group, bucket):
