@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from mixbench.algorithms.aioli import probe_mixture
 
-from algorithms.aioli import probe_mixture
 from mixbench.engine import train
 from mixbench.mixture import Mixture
 from mixbench.registry import tasks

@@ -18,8 +18,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+from mixbench.algorithms.rnb import RnB
 
-from algorithms.rnb import RnB
 from mixbench import registry
 from mixbench.engine.accumulator import SketchedAccumulator, make_accumulator
 from mixbench.engine.meter import Meter

@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 import torch
+from mixbench.algorithms.rnb import RnB
+from mixbench.algorithms.stratified import Stratified
 
-from algorithms.rnb import RnB
-from algorithms.stratified import Stratified
 from mixbench import registry
 from mixbench.engine.schedule import cosine_schedule
 from mixbench.engine.trainer import train

@@ -8,11 +8,11 @@ import argparse
 import time
 
 import numpy as np
+from mixbench.embedders.minilm import MiniLM
+from mixbench.embedders.tfidf import Tfidf
+from mixbench.tasks.champ import Champ
 
-from embedders.minilm import MiniLM
-from embedders.tfidf import Tfidf
 from mixbench.regroup import clustering, example_text
-from tasks.champ import Champ
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 import torch
+from mixbench.algorithms.rnb import balance_scores, mixture_from_scores
 
-from algorithms.rnb import balance_scores, mixture_from_scores
 from mixbench.engine.accumulator import MIB, SketchedAccumulator, exact_bytes, make_accumulator
 
 ZIPF = 1.1

@@ -10,12 +10,12 @@ from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+from mixbench.tasks.champ import Champ
 
 from mixbench.engine.meter import Meter
 from mixbench.engine.tap import GradientTap
 from mixbench.models.gpt import GPT, GPTConfig
 from mixbench.workloads.text import IGNORE
-from tasks.champ import Champ
 
 
 def time_steps(model, batches, tap: GradientTap | None) -> float:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from mixbench.algorithms.rnb import balance_mixture, balance_scores, gram_matrix, mixture_from_scores
 
-from algorithms.rnb import balance_mixture, balance_scores, gram_matrix, mixture_from_scores
 from mixbench.engine.accumulator import SketchedAccumulator
 from mixbench.engine.meter import Meter
 from mixbench.engine.tap import GradientTap

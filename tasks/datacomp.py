@@ -33,12 +33,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixbench.tasks import datafiles
+from mixbench.tasks.local import LocalDataTask
+
 from mixbench.config import TrainConfig
 from mixbench.data.images import CacheKey, load_images
 from mixbench.data.rows import BadRows
 from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
-from tasks import datafiles
-from tasks.local import LocalDataTask
 
 log = logging.getLogger(__name__)
 

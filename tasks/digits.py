@@ -16,10 +16,10 @@ import importlib.metadata
 from dataclasses import dataclass
 
 import numpy as np
+from mixbench.tasks import datafiles
 
 from mixbench.config import TrainConfig
 from mixbench.task import Example, Task, TaskData, TaskInfo
-from tasks import datafiles
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mixbench.tasks import datafiles
+from mixbench.tasks.evals_registry import EvalsTaskBase, load_evals
+
 from mixbench.config import TrainConfig
 from mixbench.task import TaskData
-from tasks import datafiles
-from tasks.evals_registry import EvalsTaskBase, load_evals
 
 
 @dataclass(kw_only=True, eq=False)

@@ -16,10 +16,10 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from mixbench.tasks.evals_registry import EvalsTaskBase, load_evals
 
 from mixbench.config import TrainConfig
 from mixbench.task import TaskData, TaskDataError
-from tasks.evals_registry import EvalsTaskBase, load_evals
 
 log = logging.getLogger(__name__)
 

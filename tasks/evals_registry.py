@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from mixbench.tasks import datafiles
 
 from mixbench.data.rows import RowError, parse_jsonl, stable_hash
 from mixbench.task import Example, Task, TaskDataError, TaskInfo
-from tasks import datafiles
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from mixbench.tasks import datafiles
+
 from mixbench.data.rows import accept_rows
 from mixbench.task import Example, Task, TaskDataError
-from tasks import datafiles
 
 
 @dataclass(kw_only=True, eq=False)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mixbench.tasks import datafiles
+from mixbench.tasks.local import LocalDataTask
 
 from mixbench.data.rows import BadRows, accept_rows, stable_hash
 from mixbench.task import Example, TaskDataError
-from tasks import datafiles
-from tasks.local import LocalDataTask
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixbench.tasks import datafiles
+from mixbench.tasks.natinst_format import URL, Layout, NatInstData, read_task_list, read_tasks
+
 from mixbench.config import TrainConfig
 from mixbench.task import TaskData, TaskDataError, TaskInfo
-from tasks import datafiles
-from tasks.natinst_format import URL, Layout, NatInstData, read_task_list, read_tasks
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixbench.tasks import datafiles
+from mixbench.tasks.local import HubOrLocalTask
+
 from mixbench.config import TrainConfig
 from mixbench.data.rows import accept_rows, drop_empty_domains, read_jsonl
 from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
-from tasks import datafiles
-from tasks.local import HubOrLocalTask
 
 ENV = "MIXBENCH_S1"
 HUB_ENV = "MIXBENCH_S1_HUB"

@@ -4,17 +4,17 @@ paper's App. D overhead formulas against the meter, and bad hyperparameters."""
 import numpy as np
 import pytest
 import torch
+from mixbench.algorithms.aioli import Aioli, demix, demix_flops, normalize_graph, probe_mixture
+from mixbench.algorithms.dga import DGA, dga_weights
+from mixbench.algorithms.doge import DoGE
+from mixbench.algorithms.doremi import DoReMi
+from mixbench.algorithms.rnb import RnB
+from mixbench.algorithms.skillit import SkillIt, skillit_mixture, skills_graph, window_sum
+from mixbench.algorithms.stratified import Stratified
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.aioli import Aioli, demix, demix_flops, normalize_graph, probe_mixture
-from algorithms.dga import DGA, dga_weights
-from algorithms.doge import DoGE
-from algorithms.doremi import DoReMi
-from algorithms.rnb import RnB
-from algorithms.skillit import SkillIt, skillit_mixture, skills_graph, window_sum
-from algorithms.stratified import Stratified
 from mixbench import Mixture
 from mixbench.engine.trainer import train
-from tasks.synthetic import Synthetic
 
 # -- update rules on hand-made inputs --------------------------------------------------------------
 

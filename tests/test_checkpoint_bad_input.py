@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from mixbench.algorithms.rnb import RnB
+from mixbench.algorithms.stratified import Stratified
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.rnb import RnB
-from algorithms.stratified import Stratified
 from mixbench.engine.checkpoint import load_checkpoint
 from mixbench.errors import MixbenchError
 from mixbench.experiments.checkpoints import REQUIRED, WHEN_POSSIBLE, check_domains, checkpoint_plan
@@ -22,7 +23,6 @@ from mixbench.experiments.results import RunResult
 from mixbench.experiments.run import RunRequest, execute
 from mixbench.regroup import DomainSpec
 from mixbench.task import TaskData
-from tasks.synthetic import Synthetic
 
 TINY = {"steps": 20, "steps_per_round": 10, "batch_size": 4, "seq_len": 32, "n_layer": 1, "n_embd": 32,
         "device": "cpu"}

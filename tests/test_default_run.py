@@ -1,10 +1,10 @@
 """The default task at its default round length: R&B's overhead stays below the paper's 0.1 %."""
 
 import pytest
+from mixbench.algorithms.rnb import RnB
+from mixbench.tasks.champ import Champ
 
-from algorithms.rnb import RnB
 from mixbench.engine.trainer import train
-from tasks.champ import Champ
 
 
 @pytest.mark.slow

@@ -23,14 +23,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from mixbench.algorithms.rnb import RnB
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.rnb import RnB
 from mixbench import registry
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.checkpoint import CheckpointPlan, load_checkpoint
 from mixbench.engine.distributed import DataParallel
 from mixbench.engine.trainer import train
-from tasks.synthetic import Synthetic
 
 TINY = {"steps": 30, "steps_per_round": 10, "batch_size": 4, "seq_len": 32, "n_layer": 1, "n_embd": 32,
         "device": "cpu"}

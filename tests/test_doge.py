@@ -3,13 +3,13 @@ synthetic task metered against the derived overhead formula, and bad hyperparame
 
 import numpy as np
 import pytest
+from mixbench.algorithms.doge import DoGE, alignment_flops, clip_norm, doge_scores, domain_mean_weights, reference_lr
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.doge import DoGE, alignment_flops, clip_norm, doge_scores, domain_mean_weights, reference_lr
 from mixbench.engine.trainer import train
 from mixbench.probe import BatchLosses
 from mixbench.strategy import RoundFeedback, RunContext, RunShape
 from mixbench.workloads import build_workload
-from tasks.synthetic import Synthetic
 from tests.parity.scripted_probe import LinearProbe
 
 # -- the pieces ---------------------------------------------------------------------------------------

@@ -4,12 +4,12 @@ tests/parity/test_doremi.py.)"""
 
 import numpy as np
 import pytest
+from mixbench.algorithms.doremi import DoReMi, doremi_weights, excess_scores, loss_weights
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.doremi import DoReMi, doremi_weights, excess_scores, loss_weights
 from mixbench.engine.trainer import train
 from mixbench.probe import BatchLosses
 from mixbench.strategy import RunContext
-from tasks.synthetic import Synthetic
 from tests.parity.scripted_probe import LinearProbe
 
 # -- the rule on hand-made inputs ------------------------------------------------------------------

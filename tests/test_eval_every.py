@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from mixbench.algorithms.rnb import RnB
+from mixbench.algorithms.skillit import SkillIt
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.rnb import RnB
-from algorithms.skillit import SkillIt
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.history import RunHistory
 from mixbench.engine.trainer import train
-from tasks.synthetic import Synthetic
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 datasets = pytest.importorskip("datasets")
 
+from mixbench.algorithms.rnb import RnB  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, TrainingArguments  # noqa: E402
 
-from algorithms.rnb import RnB  # noqa: E402
 from mixbench.integrations import IntegrationError, MixingCallback, MixingTrainer, leave_process_group  # noqa: E402
 from mixbench.integrations.sampler import MixtureSampler  # noqa: E402
 from mixbench.mixture import Mixture  # noqa: E402

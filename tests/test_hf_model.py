@@ -8,10 +8,11 @@ import pytest
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from algorithms.rnb import RnB  # noqa: E402
+from mixbench.algorithms.rnb import RnB  # noqa: E402
+from mixbench.tasks.synthetic import Synthetic  # noqa: E402
+
 from mixbench.engine.trainer import train  # noqa: E402
 from mixbench.errors import MixbenchError  # noqa: E402
-from tasks.synthetic import Synthetic  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ PACKAGE = '''\
 from mixbench.embedder import Embedder
 from mixbench.mixture import Mixture
 from mixbench.strategy import MixingStrategy
-from tasks.synthetic import Synthetic
+from mixbench.tasks.synthetic import Synthetic
 
 
 class FakeStratified(MixingStrategy):
@@ -161,10 +161,10 @@ def test_a_plugin_never_replaces_a_builtin(hostile_site, tmp_path):
                    hostile_site, tmp_path)
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
-    assert found["module"] == "algorithms.stratified"
-    assert found["origin"] == "mixbench: algorithms.stratified:Stratified"
+    assert found["module"] == "mixbench.algorithms.stratified"
+    assert found["origin"] == "mixbench: mixbench.algorithms.stratified:Stratified"
     [clash] = [w for w in found["warnings"] if "'stratified'" in w]
-    assert DIST in clash and "mixbench: algorithms.stratified:Stratified" in clash   # both distributions
+    assert DIST in clash and "mixbench: mixbench.algorithms.stratified:Stratified" in clash   # both distributions
 
 
 def test_a_plugin_task_never_replaces_a_builtin_task(hostile_site, tmp_path):
@@ -173,7 +173,7 @@ def test_a_plugin_task_never_replaces_a_builtin_task(hostile_site, tmp_path):
                    "from mixbench import registry\n"
                    "print(registry.tasks.get('synthetic').__module__)", hostile_site, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "tasks.synthetic"
+    assert proc.stdout.strip() == "mixbench.tasks.synthetic"
 
 
 def test_a_hyperparameter_without_a_default_is_refused_at_registration(hostile_site, tmp_path):

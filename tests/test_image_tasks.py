@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mixbench.tasks.datacomp import DataComp, split_member_name
+from mixbench.tasks.openclipart import FETCH_SCRIPT, OpenClipart, name_caption, svg_metadata
 from PIL import Image
 
 import mixbench.data.images
 from mixbench.data.images import ImageDecodeError, decode_image, load_images
 from mixbench.task import TaskDataError
 from mixbench.testing import check_task
-from tasks.datacomp import DataComp, split_member_name
-from tasks.openclipart import FETCH_SCRIPT, OpenClipart, name_caption, svg_metadata
 
 S = 32
 WHITE = np.array([255, 255, 255], dtype=np.uint8)
@@ -36,7 +36,7 @@ def _no_ambient_data(monkeypatch, tmp_path):
     for env in ("MIXBENCH_OPENCLIPART", "MIXBENCH_DATACOMP"):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("MIXBENCH_DATA", str(tmp_path / "data-root"))
-    monkeypatch.setattr("tasks.openclipart.SYSTEM_TREE", tmp_path / "no-system-install")
+    monkeypatch.setattr("mixbench.tasks.openclipart.SYSTEM_TREE", tmp_path / "no-system-install")
 
 
 def one_line(message: str) -> bool:
@@ -343,7 +343,7 @@ def real_openclipart(monkeypatch) -> OpenClipart:
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-    monkeypatch.setattr("tasks.openclipart.SYSTEM_TREE", Path("/usr/share/openclipart"))
+    monkeypatch.setattr("mixbench.tasks.openclipart.SYSTEM_TREE", Path("/usr/share/openclipart"))
     task = OpenClipart(max_per_domain=12)
     if task.status() != "ready":
         pytest.skip(f"openclipart data not found at {task._location()}: run {FETCH_SCRIPT}")
@@ -529,8 +529,9 @@ def test_conformance(clipart_root, datacomp_dir):
 @pytest.mark.slow
 def test_rnb_trains_on_real_openclipart_regrouped(real_openclipart):
     """The acceptance run on the real packages, small: regroup the captions, balance, score retrieval."""
-    from algorithms.rnb import RnB
-    from embedders.tfidf import Tfidf
+    from mixbench.algorithms.rnb import RnB
+    from mixbench.embedders.tfidf import Tfidf
+
     from mixbench.engine import train
     from mixbench.regroup import apply, regroup
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("mixbench", "algorithms", "tasks", "embedders", "theory")
+# The built-ins' folders at the top of the repository install inside mixbench (pyproject.toml).
+BUILTINS = ("algorithms", "tasks", "embedders", "theory")
+PACKAGES = ("mixbench", *BUILTINS)
 
 # The contract: the top-level modules of mixbench. They import nothing above them.
 CONTRACT = "contract"
@@ -39,6 +41,8 @@ ALLOWED = {
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[0] in BUILTINS:
+        parts.insert(0, "mixbench")
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -48,8 +52,8 @@ def modules() -> dict[str, Path]:
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if parts[0] != "mixbench":
-        return parts[0]
+    if len(parts) > 1 and parts[1] in BUILTINS:
+        return parts[1]
     if module == "mixbench.__main__":   # `python -m mixbench`: the command line
         return "cli"
     if len(parts) == 1 or (ROOT / "mixbench" / f"{parts[1]}.py").exists():
@@ -72,7 +76,7 @@ def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join(anchor + ([base] if base else []))
             for alias in node.names:
                 found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
-    return {m for m in found if m.split(".")[0] in PACKAGES and m in known}
+    return {m for m in found if m in known}
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,23 @@ def test_the_checks_catch_a_wrong_import_and_a_cycle(graph):
     loop = {**graph, "mixbench.engine.meter": graph["mixbench.engine.meter"] | {"mixbench.engine.trainer"}}
     cycle = find_cycle(loop)
     assert cycle is not None and cycle[0] == cycle[-1] and "mixbench.engine.meter" in cycle
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_the_builtins_install_inside_mixbench_only(name, tmp_path):
+    """Outside the checkout, `import tasks` (and the other built-in folders) finds nothing: they are
+    mixbench.tasks, ..., so they never collide with a user's own package of that name."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def imports(module: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", f"import {module}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+
+    outside = imports(name)
+    assert outside.returncode != 0 and f"No module named '{name}'" in outside.stderr, outside.stderr
+    inside = imports(f"mixbench.{name}")
+    assert inside.returncode == 0, inside.stderr

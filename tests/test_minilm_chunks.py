@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mixbench.embedders.minilm import CHARS_PER_PIECE, MiniLM
 
-from embedders.minilm import CHARS_PER_PIECE, MiniLM
 from mixbench.errors import MixbenchError
 
 pytest.importorskip("sentence_transformers")

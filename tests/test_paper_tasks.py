@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mixbench.tasks.dolly import Dolly
+from mixbench.tasks.evals_id import EvalsID
+from mixbench.tasks.evals_ood import EvalsOOD
+from mixbench.tasks.evals_registry import EXCLUDED_DATA_DIRS, discover, flatten_input, locate
+from mixbench.tasks.natinst import NatInst
+from mixbench.tasks.natinst_test import NatInstTest
+from mixbench.tasks.s1 import S1
 
 from mixbench.data.rows import parse_jsonl, read_jsonl
 from mixbench.task import Task, TaskDataError
-from tasks.dolly import Dolly
-from tasks.evals_id import EvalsID
-from tasks.evals_ood import EvalsOOD
-from tasks.evals_registry import EXCLUDED_DATA_DIRS, discover, flatten_input, locate
-from tasks.natinst import NatInst
-from tasks.natinst_test import NatInstTest
-from tasks.s1 import S1
 
 PAPER_TASKS = (Dolly, NatInst, NatInstTest, S1, EvalsID, EvalsOOD)
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
@@ -38,7 +38,7 @@ def _no_ambient_data(monkeypatch, tmp_path):
                 "MIXBENCH_EVALS_WHEEL"):
         monkeypatch.delenv(env, raising=False)
     monkeypatch.setenv("MIXBENCH_DATA", str(tmp_path / "data-root"))
-    monkeypatch.setattr("tasks.evals_registry._installed_source", lambda: None)
+    monkeypatch.setattr("mixbench.tasks.evals_registry._installed_source", lambda: None)
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -540,8 +540,9 @@ def test_every_paper_task_is_a_described_task_with_a_budget(tmp_path):
 
 @pytest.mark.slow
 def test_evals_ood_regrouped_trains_rnb_with_finite_losses(evals_wheel):
-    from algorithms.rnb import RnB
-    from embedders.tfidf import Tfidf
+    from mixbench.algorithms.rnb import RnB
+    from mixbench.embedders.tfidf import Tfidf
+
     from mixbench.engine import train
     from mixbench.regroup import apply, regroup
 

@@ -86,7 +86,7 @@ def test_duplicate_of_a_builtin_raises_even_before_first_use():
         reg.register("rnb", _Demo)
 
 
-@pytest.mark.parametrize("obj", [object, _Demo(), "algorithms.rnb:RnB", Task, None])
+@pytest.mark.parametrize("obj", [object, _Demo(), "mixbench.algorithms.rnb:RnB", Task, None])
 def test_registering_a_non_strategy_raises_type_error(obj):
     reg = _fresh()
     with pytest.raises(TypeError, match="subclass of MixingStrategy"):
@@ -123,12 +123,12 @@ def test_unknown_name_without_a_close_one_lists_the_known():
     "reg, group, expected",
     [
         (registry.strategies, "mixbench.strategies",
-         {"stratified": "algorithms.stratified:Stratified", "static": "algorithms.static:Static",
-          "rnb": "algorithms.rnb:RnB"}),
+         {"stratified": "mixbench.algorithms.stratified:Stratified", "static": "mixbench.algorithms.static:Static",
+          "rnb": "mixbench.algorithms.rnb:RnB"}),
         (registry.tasks, "mixbench.tasks",
-         {"champ": "tasks.champ:Champ", "synthetic": "tasks.synthetic:Synthetic"}),
+         {"champ": "mixbench.tasks.champ:Champ", "synthetic": "mixbench.tasks.synthetic:Synthetic"}),
         (registry.embedders, "mixbench.embedders",
-         {"minilm": "embedders.minilm:MiniLM", "tfidf": "embedders.tfidf:Tfidf"}),
+         {"minilm": "mixbench.embedders.minilm:MiniLM", "tfidf": "mixbench.embedders.tfidf:Tfidf"}),
     ],
 )
 def test_builtins_arrive_through_entry_points(reg, group, expected):

@@ -6,14 +6,14 @@ from pathlib import Path
 import champ_dataset
 import numpy as np
 import pytest
+from mixbench.embedders.minilm import MiniLM
+from mixbench.embedders.tfidf import Tfidf
+from mixbench.tasks.synthetic import Synthetic
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from embedders.minilm import MiniLM
-from embedders.tfidf import Tfidf
 from mixbench.errors import MixbenchError
 from mixbench.regroup import DomainSpec, apply, clustering, regroup
 from mixbench.task import Example, TaskData, TaskInfo
-from tasks.synthetic import Synthetic
 
 INFO = TaskInfo(name="t", description="d", source="s", license="MIT", version="1")
 
@@ -216,8 +216,8 @@ def test_k_above_the_number_of_distinct_texts_is_left_out_of_the_sweep(caplog):
     import logging
 
     import numpy as np
+    from mixbench.embedders.tfidf import Tfidf
 
-    from embedders.tfidf import Tfidf
     from mixbench.errors import MixbenchError
     from mixbench.regroup import regroup
     from mixbench.task import Example, TaskData, TaskInfo

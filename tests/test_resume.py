@@ -17,12 +17,12 @@ import time
 
 import pytest
 import torch
+from mixbench.tasks.synthetic import Synthetic
 
 from mixbench import registry
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.checkpoint import CheckpointPlan, load_checkpoint, older_checkpoint
 from mixbench.engine.trainer import train
-from tasks.synthetic import Synthetic
 from tests.conftest import default_signals, mixbench_command
 
 TINY = {"steps": 30, "steps_per_round": 10, "batch_size": 4, "seq_len": 32, "n_layer": 1, "n_embd": 32,

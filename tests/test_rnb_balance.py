@@ -6,9 +6,17 @@ import logging
 
 import numpy as np
 import pytest
+from mixbench.algorithms.rnb import (
+    RnB,
+    UndefinedUpdate,
+    balance_flops,
+    balance_mixture,
+    balance_scores,
+    gram_flops,
+    gram_matrix,
+)
 from scipy.special import softmax
 
-from algorithms.rnb import RnB, UndefinedUpdate, balance_flops, balance_mixture, balance_scores, gram_flops, gram_matrix
 from mixbench.engine.meter import Meter
 from mixbench.engine.probe import RunProbe
 from mixbench.mixture import Mixture
@@ -321,7 +329,7 @@ def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
 
     # Right after start: the previous mixture is p_0.
     sums, counts = _undefined_rounds()[case]
-    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+    with caplog.at_level(logging.WARNING, logger="mixbench.algorithms.rnb"):
         kept = s.update(_feedback(0, p, sums, counts), probe)
     assert kept == p
     assert np.all(np.isfinite(kept.weights))
@@ -334,7 +342,7 @@ def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
     # After a defined round: the previous mixture is that round's (not uniform).
     good = s.update(_feedback(1, kept, rng.normal(size=(M, D)), [5, 5, 5]), probe)
     assert good != Mixture.uniform(M)
-    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+    with caplog.at_level(logging.WARNING, logger="mixbench.algorithms.rnb"):
         kept = s.update(_feedback(2, good, sums, counts), probe)
     assert kept == good
     assert np.all(np.isfinite(kept.weights))
@@ -344,7 +352,7 @@ def test_rnb_keeps_previous_mixture_when_update_is_undefined(case, caplog):
 def test_rnb_zero_count_warning_names_the_domain(caplog):
     s = RnB(partial_update=False)
     p = s.start(_ctx())
-    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+    with caplog.at_level(logging.WARNING, logger="mixbench.algorithms.rnb"):
         s.update(_feedback(4, p, np.ones((M, D)), [3, 0, 2]), RunProbe(Meter()))
     assert "1 domain(s) drew no examples this round (1)" in caplog.text
 
@@ -371,7 +379,7 @@ def test_rnb_partial_update_keeps_an_undrawn_domains_mass_and_balances_the_rest(
 def test_rnb_partial_update_needs_a_drawn_domain_with_eval_weight(caplog):
     s = RnB()
     p = s.start(_ctx(q=[0.0, 0.5, 0.5]))
-    with caplog.at_level(logging.WARNING, logger="algorithms.rnb"):
+    with caplog.at_level(logging.WARNING, logger="mixbench.algorithms.rnb"):
         kept = s.update(_feedback(0, p, np.ones((M, D)), [3, 0, 0]), RunProbe(Meter()))
     assert kept == p
     assert "no domain with eval weight drew an example" in caplog.text

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from mixbench.algorithms.rnb import RnB, balance_scores, mixture_from_scores
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.rnb import RnB, balance_scores, mixture_from_scores
 from mixbench.engine.accumulator import MIB, ExactAccumulator, SketchedAccumulator, exact_bytes, make_accumulator
 from mixbench.engine.meter import Meter
 from mixbench.engine.tap import GradientTap
 from mixbench.engine.trainer import train
 from mixbench.errors import MixbenchError
 from mixbench.models.gpt import GPT, GPTConfig
-from tasks.synthetic import Synthetic
 
 V, H = 300, 24
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from mixbench.tasks.dolly import CATEGORIES as DOLLY_CATEGORIES
 
 from mixbench import registry
 from mixbench.config import TrainConfig
@@ -34,7 +35,6 @@ from mixbench.testing.tasks import (
     check_split_deterministic,
     check_train_eval_disjoint,
 )
-from tasks.dolly import CATEGORIES as DOLLY_CATEGORIES
 from tests.test_paper_tasks import (
     WORDS,
     build_evals_wheel,

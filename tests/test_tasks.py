@@ -2,12 +2,12 @@
 local-data task looks for its data."""
 
 import pytest
+from mixbench.tasks.champ import Champ
+from mixbench.tasks.local import LocalDataTask
+from mixbench.tasks.synthetic import Synthetic
 
 from mixbench import registry
 from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
-from tasks.champ import Champ
-from tasks.local import LocalDataTask
-from tasks.synthetic import Synthetic
 
 
 @pytest.fixture(scope="module")

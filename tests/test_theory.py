@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from theory import check
-from theory.check import CHECKS, CheckResult
-from theory.cli import theory_cmd
-from theory.common import softmax
+from mixbench.theory import check
+from mixbench.theory.check import CHECKS, CheckResult
+from mixbench.theory.cli import theory_cmd
+from mixbench.theory.common import softmax
 
 NAMES = [name.rsplit(".", 1)[1] for name in CHECKS]
 
@@ -65,7 +64,7 @@ def _inverse_temperature(gram, q, lam):  # λ used as a temperature: λ → 0 is
 
 
 def _paper_gram(half_sums, half_counts, q):
-    from theory.unbiased_gram import paper_scores
+    from mixbench.theory.unbiased_gram import paper_scores
 
     return paper_scores(half_sums, half_counts, q)
 
@@ -100,7 +99,7 @@ def test_check_fails_when_fed_a_wrong_formula(name, override):
 
 
 def test_lemma2_handmade_counterexample_has_the_stated_thresholds():
-    from theory import lemma2
+    from mixbench.theory import lemma2
 
     problem, theta = lemma2.handmade_counterexample()
     grads = problem.grads(theta)
@@ -113,7 +112,7 @@ def test_lemma2_handmade_counterexample_has_the_stated_thresholds():
 
 
 def test_lemma5_worst_case_attains_the_bound():
-    from theory import lemma5
+    from mixbench.theory import lemma5
 
     higher, lower = np.array([2.0, 4.0]), np.array([0.0, 3.0])  # c_i = 3, r_i = 1; c_j = 1.5, r_j = 1.5
     assert lemma5.swap_regret(higher, lower) == pytest.approx(lemma5.paper_bound(1.0, 1.5, 1.5)) == 0.5

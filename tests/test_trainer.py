@@ -4,14 +4,14 @@ import json
 
 import numpy as np
 import pytest
+from mixbench.algorithms.rnb import RnB
+from mixbench.algorithms.stratified import Stratified
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.rnb import RnB
-from algorithms.stratified import Stratified
 from mixbench import MixingStrategy, Mixture
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.trainer import train
 from mixbench.experiments.run import EXIT_INTERRUPTED, RunRequest, execute
-from tasks.synthetic import Synthetic
 
 
 @pytest.fixture(scope="module")

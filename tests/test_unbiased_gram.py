@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from mixbench.algorithms.rnb import RnB, balance_scores, gram_matrix, unbiased_balance_scores
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.rnb import RnB, balance_scores, gram_matrix, unbiased_balance_scores
 from mixbench.engine.accumulator import HalvesAccumulator, make_accumulator
 from mixbench.engine.meter import Meter
 from mixbench.engine.tap import GradientTap
 from mixbench.engine.trainer import train
 from mixbench.models.gpt import GPT, GPTConfig
 from mixbench.strategy import Signal
-from tasks.synthetic import Synthetic
 
 
 def test_examples_of_a_domain_alternate_between_the_halves_across_batches():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mixbench.embedders.minilm import CHARS_PER_PIECE, MiniLM
 
-from embedders.minilm import CHARS_PER_PIECE, MiniLM
 from mixbench.config import MAX_SCRATCH_SEQ_LEN, ConfigError, TrainConfig
 from mixbench.errors import MixbenchError
 

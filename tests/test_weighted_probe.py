@@ -5,11 +5,11 @@ is the plain step; the reference sees the frozen weights; everything is metered 
 import numpy as np
 import pytest
 import torch
+from mixbench.algorithms.stratified import Stratified
+from mixbench.tasks.synthetic import Synthetic
 
-from algorithms.stratified import Stratified
 from mixbench import Mixture
 from mixbench.engine.trainer import train
-from tasks.synthetic import Synthetic
 
 
 class WeightedProbeChecks(Stratified):

@@ -6,6 +6,6 @@ and says pass or fail. Overrides exist so a test can feed a check a wrong formul
 learning rate and watch it fail. ``mixbench theory`` runs them all.
 """
 
-from theory.check import CHECKS, CheckResult, run_all
+from mixbench.theory.check import CHECKS, CheckResult, run_all
 
 __all__ = ["CHECKS", "CheckResult", "run_all"]

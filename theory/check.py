@@ -10,13 +10,13 @@ from dataclasses import asdict, dataclass, field
 # One module per claim, in the order the table prints them. Each exposes
 # run(quick: bool, seed: int = 0, **overrides) -> CheckResult.
 CHECKS = [
-    "theory.closed_form",
-    "theory.limits",
-    "theory.lemma2",
-    "theory.lemma5",
-    "theory.convergence",
-    "theory.regrouping",
-    "theory.unbiased_gram",
+    "mixbench.theory.closed_form",
+    "mixbench.theory.limits",
+    "mixbench.theory.lemma2",
+    "mixbench.theory.lemma5",
+    "mixbench.theory.convergence",
+    "mixbench.theory.regrouping",
+    "mixbench.theory.unbiased_gram",
 ]
 
 

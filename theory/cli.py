@@ -6,9 +6,9 @@ import json
 import sys
 
 import click
+from mixbench.theory import check
 
 from mixbench.config import check_seed
-from theory import check
 
 
 def format_table(results: list[check.CheckResult]) -> str:

@@ -23,11 +23,10 @@ reported too. Override `closed_form=(G, q, lam) -> p` to check another formula.
 from __future__ import annotations
 
 import numpy as np
+from mixbench.algorithms.rnb import balance_mixture
+from mixbench.theory.check import CheckResult
+from mixbench.theory.common import entropy, maximise_on_simplex, random_psd, random_simplex, softmax
 from scipy.optimize import minimize
-
-from algorithms.rnb import balance_mixture
-from theory.check import CheckResult
-from theory.common import entropy, maximise_on_simplex, random_psd, random_simplex, softmax
 
 NAME = "closed_form"
 CLAIM = "softmax(λGq/‖Gq‖) maximises ηqᵀGp − λ⁻¹‖ηGq‖Σp log p on the simplex (App. B.1)"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from mixbench.algorithms.rnb import UndefinedUpdate, balance_mixture, gram_matrix
 from scipy.optimize import minimize
 from scipy.special import xlogy
-
-from algorithms.rnb import UndefinedUpdate, balance_mixture, gram_matrix
 
 # ------------------------------------------------------------------------------- small math
 

@@ -26,10 +26,9 @@ diverges, nothing is "lower"), `lam`.
 from __future__ import annotations
 
 import numpy as np
-
-from algorithms.rnb import balance_mixture
-from theory.check import CheckResult
-from theory.common import (
+from mixbench.algorithms.rnb import balance_mixture
+from mixbench.theory.check import CheckResult
+from mixbench.theory.common import (
     BATCH,
     STEPS_PER_ROUND,
     BalanceMixture,

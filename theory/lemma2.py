@@ -43,11 +43,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from mixbench.algorithms.rnb import balance_mixture
+from mixbench.theory.check import CheckResult
+from mixbench.theory.common import maximise_on_simplex, random_simplex
 from scipy.special import expit
-
-from algorithms.rnb import balance_mixture
-from theory.check import CheckResult
-from theory.common import maximise_on_simplex, random_simplex
 
 NAME = "lemma2"
 CLAIM = "for η ≤ η_bound one step on argmax(Gq) decreases L_q at least as much as any fixed mixture (Lemma 2)"

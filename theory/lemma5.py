@@ -28,8 +28,7 @@ float` (a wrong cluster radius, e.g. the standard deviation) make it fail.
 from __future__ import annotations
 
 import numpy as np
-
-from theory.check import CheckResult
+from mixbench.theory.check import CheckResult
 
 NAME = "lemma5"
 CLAIM = "regret of swapping points between two clusters ≤ max(0, (r_i + r_j − δ)/2) (Lemma 5)"

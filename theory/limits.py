@@ -21,10 +21,9 @@ three parts, each part's minimum is in details. Override
 from __future__ import annotations
 
 import numpy as np
-
-from algorithms.rnb import balance_mixture
-from theory.check import CheckResult
-from theory.common import entropy, random_psd, random_simplex
+from mixbench.algorithms.rnb import balance_mixture
+from mixbench.theory.check import CheckResult
+from mixbench.theory.common import entropy, random_psd, random_simplex
 
 NAME = "limits"
 CLAIM = "λ→0 gives uniform, λ→∞ the argmax vertex of Gq, entropy decreasing in λ (App. B.1)"

@@ -26,9 +26,8 @@ a broken assignment (e.g. random labels) makes the check fail.
 from __future__ import annotations
 
 import numpy as np
-
-from theory.check import CheckResult
-from theory.common import (
+from mixbench.theory.check import CheckResult
+from mixbench.theory.common import (
     STEPS_PER_ROUND,
     BalanceMixture,
     DomainPools,

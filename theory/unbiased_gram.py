@@ -23,10 +23,9 @@ sums) is measured beside it: its bias per domain, against the predicted q_i·σ_
 from __future__ import annotations
 
 import numpy as np
-
-from algorithms.rnb import balance_scores, unbiased_balance_scores
-from theory.check import CheckResult
-from theory.common import random_simplex
+from mixbench.algorithms.rnb import balance_scores, unbiased_balance_scores
+from mixbench.theory.check import CheckResult
+from mixbench.theory.common import random_simplex
 
 NAME = "unbiased_gram"
 CLAIM = "G q from two halves per domain is unbiased; the paper's ‖ḡ_i‖² diagonal is biased by q_i·tr Σ_i/n_i"

@@ -28,11 +28,11 @@ def _setup_logging() -> None:
 
     handler = TqdmHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("mixbench")   # the built-in strategies, tasks and embedders log below it
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
     # Task loaders report every skipped file at INFO: only their warnings reach the terminal.
-    for name, level in (("mixbench", logging.INFO), ("algorithms", logging.INFO), ("tasks", logging.WARNING)):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level)
+    logging.getLogger("mixbench.tasks").setLevel(logging.WARNING)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
 
 
@@ -49,7 +49,7 @@ for command in (list_cmd, run_cmd, compare_cmd, compare_cell_cmd, report_cmd, re
 
 def _register_theory() -> None:
     # The theory checks live in their own package (theory/); their command joins the CLI here.
-    from theory.cli import theory_cmd
+    from mixbench.theory.cli import theory_cmd
 
     theory_cmd.callback = user_errors(theory_cmd.callback)   # one `error:` line, as every command
     cli.add_command(theory_cmd)

@@ -13,8 +13,8 @@ saturating probe (losses L0 − A·log(1 + x)) makes A shrink unevenly from roun
 
 import numpy as np
 import pytest
+from mixbench.algorithms.aioli import Aioli
 
-from algorithms.aioli import Aioli
 from mixbench.mixture import Mixture
 from mixbench.strategy import RoundFeedback, RunContext
 from tests.parity.scripted_probe import LinearProbe

@@ -13,8 +13,8 @@ HazyResearch/aioli @ 910d5249ec55c0e1ea1a25b9a7588640306f31cf, trainer/aioli_tra
 
 import numpy as np
 import pytest
+from mixbench.algorithms.aioli import Aioli, normalize_graph
 
-from algorithms.aioli import Aioli, normalize_graph
 from mixbench.simplex import softmax
 from tests.parity.scripted_probe import LinearProbe
 from tests.parity.test_aioli import strategy_run

@@ -8,8 +8,8 @@ the transcription. The mixtures must agree to 1e-10 after every round, with the 
 
 import numpy as np
 import pytest
+from mixbench.algorithms.dga import DGA, dga_weights
 
-from algorithms.dga import DGA, dga_weights
 from mixbench.mixture import Mixture
 from mixbench.strategy import RoundFeedback, RunContext
 from tests.parity.scripted_probe import LinearProbe

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 import pytest
+from mixbench.algorithms.doge import DoGE
 
-from algorithms.doge import DoGE
 from mixbench import Mixture
 from mixbench.strategy import RoundFeedback, RunContext
 from tests.parity.scripted_probe import LinearProbe

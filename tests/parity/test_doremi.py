@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mixbench.algorithms.doremi import DoReMi
 
-from algorithms.doremi import DoReMi
 from mixbench import Mixture
 from mixbench.strategy import RoundFeedback, RunContext
 from tests.parity.scripted_probe import LinearProbe

@@ -14,8 +14,8 @@ that step, and its ckpt_steps may differ from the round length).
 
 import numpy as np
 import pytest
+from mixbench.algorithms.skillit import SkillIt
 
-from algorithms.skillit import SkillIt
 from mixbench.mixture import Mixture
 from mixbench.strategy import RoundFeedback, RunContext
 from tests.parity.scripted_probe import LinearProbe

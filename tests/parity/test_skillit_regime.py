@@ -9,8 +9,7 @@ A·L by m, by the window length or by the size of the losses.
 
 import numpy as np
 import pytest
-
-from algorithms.skillit import skillit_mixture, window_sum
+from mixbench.algorithms.skillit import skillit_mixture, window_sum
 
 
 def centred_log(p: np.ndarray) -> np.ndarray:
