@@ -74,7 +74,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
 from mixbench.simplex import exponentiated_update, softmax
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
+from mixbench.strategy import Capability, MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class Aioli(MixingStrategy):
     """Aioli: each round LearnParams estimates A from probe steps; p ∝ exp(η·1ᵀĀ), Ā an EMA of A."""
 
     signals = frozenset({Signal.EVAL_LOSSES})
+    capabilities = frozenset({Capability.PROBE_STEPS})   # LearnParams' steps, from the run's budget
     source = ("Chen et al. 2025, arXiv 2411.05735, Alg. 1 + LearnParams; code HazyResearch/aioli@910d524 "
               "trainer/aioli_trainer.py, defaults scripts/full/aioli/run.sh")
 

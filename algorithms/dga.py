@@ -92,7 +92,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
 from mixbench.simplex import exponentiated_update
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape
+from mixbench.strategy import Capability, MixingStrategy, RoundFeedback, RunContext, RunShape
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,8 @@ def _is_number(value) -> bool:
 @dataclass(kw_only=True, eq=False)
 class DGA(MixingStrategy):
     """DGA: α ← EMA of α ⊙ exp(η·⟨g_i, g_target⟩), from one batch gradient per domain and target."""
+
+    capabilities = frozenset({Capability.PROBE_GRADIENTS})   # a batch gradient per domain and of the target
 
     source = ("Fan, Grangier, Ablin 2024, arXiv 2410.02498, Alg. 1 with EMA as recalled (body unread; "
               "no public code)")

@@ -70,7 +70,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, Probe
 from mixbench.simplex import exponentiated_update
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, check_scratch_steps
+from mixbench.strategy import Capability, MixingStrategy, RoundFeedback, RunContext, RunShape, check_scratch_steps
 
 LR_START = 1e-7   # where the reference's warm-up starts (src/trainer.py:275)
 
@@ -112,6 +112,9 @@ def domain_mean_weights(batch: BatchLosses, alpha: np.ndarray) -> np.ndarray:
 @dataclass(kw_only=True, eq=False)
 class DoGE(MixingStrategy):
     """DoGE: a proxy run before training learns α ← softmax(log α + η_t·<g_i, g_eval>/μ); p = mean α."""
+
+    # The proxy is a scratch copy of the run; its steps read per-domain gradient slices of a batch.
+    capabilities = frozenset({Capability.SCRATCH_RUNS, Capability.PROBE_GRADIENTS})
 
     source = ("Fan, Pagliardini, Jaggi 2024, arXiv 2310.15393, proxy run with the bilevel rule; code "
               "Olivia-fsm/DoGE@1fb7f7b src/trainer.py:746-770, defaults config/doge.json")

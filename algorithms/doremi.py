@@ -93,7 +93,7 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, Probe
 from mixbench.simplex import exponentiated_update
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, check_scratch_steps
+from mixbench.strategy import Capability, MixingStrategy, RoundFeedback, RunContext, RunShape, check_scratch_steps
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ def loss_weights(weights: np.ndarray, sampling: np.ndarray, batch: BatchLosses) 
 @dataclass(kw_only=True, eq=False)
 class DoReMi(MixingStrategy):
     """DoReMi: a proxy trained by Group DRO on excess loss over a reference model; its average weights are p."""
+
+    capabilities = frozenset({Capability.SCRATCH_RUNS})   # the reference and the proxy: scratch copies of the run
 
     source = ("Xie et al. 2023, arXiv 2305.10429, Alg. 1; code github.com/sangmichaelxie/doremi @7cde52d "
               "(doremi/trainer.py, scripts/runs/run_pile_doremi120M.sh)")

@@ -173,6 +173,10 @@ class RnB(MixingStrategy):
     """R&B Balance: p = softmax(λ·Gq/‖Gq‖) from the Gram of per-domain final-layer gradients."""
 
     default_domains = "regroup"  # Regroup then Balance: the full R&B
+    # The unbiased Gram reads each domain's gradients over two halves; without partial updates a
+    # round with an undrawn domain keeps the mixture; the Gram built every round is metered apart.
+    variants = {"unbiased": {"gram_estimator": "unbiased"}, "whole-updates": {"partial_update": False},
+                "gram-every-round": {"gram_every_round": True}}
     source = "Ge et al. 2025, arXiv 2505.00358, Alg. 1/3 (no public code: mixbench's is the first)"
 
     lam: float = 3.0

@@ -76,7 +76,15 @@ import numpy as np
 from mixbench.mixture import Mixture
 from mixbench.probe import Probe
 from mixbench.simplex import softmax
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, RunShape, Signal, check_scratch_steps
+from mixbench.strategy import (
+    Capability,
+    MixingStrategy,
+    RoundFeedback,
+    RunContext,
+    RunShape,
+    Signal,
+    check_scratch_steps,
+)
 
 
 def skills_graph(before: np.ndarray, after: np.ndarray, normalize: bool = True) -> np.ndarray:
@@ -107,6 +115,7 @@ class SkillIt(MixingStrategy):
     """Skill-It: p ∝ exp(η·A·Σ last w round-start eval losses), A a skills graph learned before training."""
 
     signals = frozenset({Signal.EVAL_LOSSES})
+    capabilities = frozenset({Capability.SCRATCH_RUNS})   # one scratch run per skill for the skills graph
     source = ("Chen et al. 2023, arXiv 2307.14430, Alg. 1; HazyResearch/skill-it@cfabec0 trainer/mw_trainer.py, "
               "graph and defaults from HazyResearch/aioli@910d524 (mixing_law_fitting.py, scripts/*/skillit)")
 

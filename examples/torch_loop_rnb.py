@@ -2,6 +2,7 @@
 
     pip install 'mixbench[hf]'          # for GPT2LMHeadModel; mixbench's loop API itself needs only torch
     python examples/torch_loop_rnb.py                                  # about half a minute on 2 CPU cores
+    python examples/torch_loop_rnb.py --gram-estimator unbiased        # the Gram's diagonal from two halves
     torchrun --nproc-per-node 2 examples/torch_loop_rnb.py             # the same under DDP (gloo on CPUs)
 
 The model is a small GPT-2 built from a config (random weights), text is read as bytes, and the
@@ -60,6 +61,8 @@ def main():
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--steps-per-round", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16, help="per process")
+    parser.add_argument("--gram-estimator", choices=["paper", "unbiased"], default="paper",
+                        help="rnb's Gram: the paper's, or with its diagonal from two halves of each domain")
     args = parser.parse_args()
     if "WORLD_SIZE" in os.environ:            # started by torchrun
         dist.init_process_group("gloo")
@@ -69,7 +72,8 @@ def main():
     model = GPT2LMHeadModel(GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,
                                        bos_token_id=EOS, eos_token_id=EOS))
     mixer = DomainMixer(
-        "rnb", head=model.get_output_embeddings(),           # the tap goes on the (tied) output layer
+        "rnb", strategy_params={"gram_estimator": args.gram_estimator},
+        head=model.get_output_embeddings(),                  # the tap goes on the (tied) output layer
         train_domains=[r["domain"] for r in train], eval_domains=[r["domain"] for r in evaluation],
         total_steps=args.steps, steps_per_round=args.steps_per_round, batch_size=args.batch_size,
         eval_losses=lambda: per_domain_eval_loss(model, evaluation, list(mixer.domains)), eval_every_round=True)

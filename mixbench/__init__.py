@@ -13,6 +13,7 @@ from mixbench.mixture import InvalidMixture, Mixture
 from mixbench.plugin import Plugin
 from mixbench.probe import Probe
 from mixbench.strategy import (
+    Capability,
     DomainGradients,
     FixedMixtureStrategy,
     MixingStrategy,
@@ -27,7 +28,7 @@ from mixbench.task import Example, Task, TaskData, TaskDataError, TaskInfo
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DomainGradients", "Embedder", "Example", "FixedMixtureStrategy", "InvalidMixture",
+    "Capability", "ConfigError", "DomainGradients", "Embedder", "Example", "FixedMixtureStrategy", "InvalidMixture",
     "MixbenchError", "MixingStrategy", "Mixture", "Plugin", "Probe", "RoundFeedback", "RunContext", "RunShape",
     "Signal", "StepFeedback", "Task", "TaskData", "TaskDataError", "TaskInfo", "TrainConfig", "__version__",
 ]

@@ -1,4 +1,5 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The contract's exceptions: a problem with the user's input, which the command line shows as one
+line (mixbench/cli/exit_codes.py), and a training run whose loss stopped being finite."""
 
 
 class MixbenchError(Exception):

@@ -23,7 +23,8 @@
     steps_left             training steps left in the run's budget
 
 The trainer hands a strategy a probe into the live run (mixbench.engine.probe); the conformance
-kit hands it one that answers from a seeded generator (mixbench.testing).
+kit hands it one into a synthetic run on a tiny head, serving only the calls the strategy
+declares (mixbench.testing).
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 A strategy is a small object with keyword hyperparameters (stored by `__init__`, nothing else,
 as in scikit-learn), a start hook that returns p_0, and a round-end hook that turns the round's
-feedback into the next mixture. It declares the signals it needs in `signals`, so the trainer
-computes only those: a strategy that needs nothing costs nothing.
+feedback into the next mixture. It declares on its class what it needs: the signals of its
+feedback (`signals`), so the trainer computes only those and a strategy that needs nothing costs
+nothing; and the probe calls beyond metering and eval losses (`capabilities`), so every place
+that runs strategies (mixbench's trainer, the Hugging Face callback, a plain torch loop) decides
+from the declaration, up front, whether it can serve one — never from its name.
 """
 
 from __future__ import annotations
@@ -30,6 +33,19 @@ class Signal(str, enum.Enum):
     DOMAIN_GRADIENT_HALVES = "domain_gradient_halves"
     EVAL_LOSSES = "eval_losses"            # per-domain eval loss at every round end
     TRAIN_LOSSES = "train_losses"          # per-domain mean train loss over the round
+
+
+class Capability(str, enum.Enum):
+    """What a strategy needs from the trainer that runs it, beyond its signals, `probe.charge`,
+    `probe.for_report` and (with Signal.EVAL_LOSSES) `probe.eval_losses`. mixbench's own trainer
+    serves all of them; a user's own training loop (mixbench.integrations) none."""
+
+    PROBE_STEPS = "probe_steps"            # probe.train outside a branch: steps of the run's own model on a
+                                           # mixture the strategy picks, from the run's budget (Aioli)
+    PROBE_GRADIENTS = "probe_gradients"    # probe.gradient(s): extra batches drawn on demand from a domain or
+                                           # the eval set, and their gradients (DGA, DoGE)
+    SCRATCH_RUNS = "scratch_runs"          # probe.branch / freeze / weighted steps: scratch copies of the run,
+                                           # trained and undone (Skill-It, DoReMi, DoGE)
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,11 @@ class MixingStrategy(Plugin, ABC):
     """
 
     signals: ClassVar[frozenset[Signal]] = frozenset()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # Settings of its hyperparameters that change what it needs or does (rnb's unbiased Gram reads
+    # other signals): name -> {hyperparameter: value}. The conformance kit checks each besides the
+    # defaults.
+    variants: ClassVar[dict[str, dict]] = {}
     # The domains a run uses unless told otherwise: "original" (the task's labels) or "regroup".
     default_domains: ClassVar[str] = "original"
     # Where the method comes from, for `mixbench list`: its paper, and its reference code if any.
@@ -159,6 +180,11 @@ class MixingStrategy(Plugin, ABC):
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
             setattr(self, key, copy.deepcopy(value))
+
+
+def observes_steps(strategy: MixingStrategy) -> bool:
+    """Whether `strategy` has a per-step hook of its own (its draws are then gathered every step)."""
+    return type(strategy).observe_step is not MixingStrategy.observe_step
 
 
 # A scratch run (a skills-graph run, a reference or proxy model) longer than this many times the

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from mixbench.algorithms.rnb import RnB
-from mixbench.algorithms.stratified import Stratified
 from mixbench.tasks.synthetic import Synthetic
 
 from mixbench.engine.checkpoint import load_checkpoint
 from mixbench.errors import MixbenchError
 from mixbench.experiments.checkpoints import REQUIRED, WHEN_POSSIBLE, check_domains, checkpoint_plan
 from mixbench.experiments.results import RunResult
-from mixbench.experiments.run import RunRequest, execute
-from mixbench.regroup import DomainSpec
+from mixbench.experiments.run import run
+from mixbench.experiments.settings import RunSettings, TrackingSettings
 from mixbench.task import TaskData
 
 TINY = {"steps": 20, "steps_per_round": 10, "batch_size": 4, "seq_len": 32, "n_layer": 1, "n_embd": 32,
@@ -32,18 +30,18 @@ TINY_CLI = ["--task", "synthetic", "--domains", "original", "--steps", "20", "--
 RNB = "synthetic/rnb/original"
 
 
-def request(out: Path, strategy=None, algo: str = "rnb", resume: str = REQUIRED, **config) -> RunRequest:
-    task = Synthetic()
-    return RunRequest(algo=algo, strategy=strategy or RnB(), task_name="synthetic", task=task,
-                      config=task.budget.override(**{**TINY, **config}), out_dir=out, use_mlflow=False,
-                      progress=False, domains=DomainSpec("original"), quiet=True, resume=resume)
+def settings(out: Path, algo: str = "rnb", params: dict | None = None, resume: str = REQUIRED,
+             **config) -> RunSettings:
+    return RunSettings.resolve(task="synthetic", algo=algo, params=params, overrides={**TINY, **config},
+                               domains="original", out_dir=out, tracking=TrackingSettings(enabled=False),
+                               progress=False, resume=resume)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """An output folder with one finished rnb run: its results JSON and its checkpoint."""
     out = tmp_path_factory.mktemp("finished")
-    assert execute(request(out, resume="never")) == 0
+    assert run(settings(out, resume="never")).finished
     assert (out / RNB / "seed0.json").exists() and (out / RNB / "seed0.ckpt").exists()
     return out
 
@@ -84,20 +82,20 @@ def damage(path: Path, how: str) -> None:
     ("truncated", "is damaged or not a mixbench checkpoint"),
     ("garbage", "is damaged or not a mixbench checkpoint"),
     ("pickled code", "is damaged or not a mixbench checkpoint"),
-    ("other format", "was written in checkpoint format 99; this mixbench reads format 1 only"),
+    ("other format", "was written in checkpoint format 99; this mixbench reads format 2 only"),
     ("not a checkpoint", "is not a mixbench checkpoint"),
 ])
 def test_a_damaged_checkpoint_is_refused_and_nothing_is_touched(out, how, message):
     damage(out / RNB / "seed0.ckpt", how)
     before = snapshot(out)
     with pytest.raises(MixbenchError, match=message):
-        execute(request(out))
+        run(settings(out))
     assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"strategy": Stratified(), "algo": "stratified"}, "strategy (rnb in the checkpoint, stratified now)"),
-    ({"strategy": RnB(lam=2.0)}, "hyperparameters lam (3.0 in the checkpoint, 2.0 now)"),
+    ({"algo": "stratified"}, "strategy (rnb in the checkpoint, stratified now)"),
+    ({"params": {"lam": 2.0}}, "hyperparameters lam (3.0 in the checkpoint, 2.0 now)"),
     ({"steps": 30}, "config steps (20 in the checkpoint, 30 now)"),
     ({"lr": 1e-3}, "config lr (0.003 in the checkpoint, 0.001 now)"),
     ({"seed": 1}, "config seed (0 in the checkpoint, 1 now)"),
@@ -111,7 +109,7 @@ def test_a_checkpoint_of_another_run_is_refused_by_what_differs(out, change, mes
         shutil.copy(out / RNB / "seed0.ckpt", target)
     before = snapshot(out)
     with pytest.raises(MixbenchError, match=r"cannot resume from .*: it was made with other settings: ") as caught:
-        execute(request(out, **change))
+        run(settings(out, **change))
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert snapshot(out) == before
 
@@ -133,7 +131,7 @@ def test_a_checkpoint_on_other_domains_is_refused(out):
 
 def test_compare_starts_a_cell_over_when_its_checkpoint_cannot_be_used(out, capsys):
     damage(out / RNB / "seed0.ckpt", "truncated")
-    assert execute(request(out, resume=WHEN_POSSIBLE)) == 0
+    assert run(settings(out, resume=WHEN_POSSIBLE)).finished
     assert "not resuming:" in capsys.readouterr().err
     assert RunResult.load(out / RNB / "seed0.json").finished
     assert load_checkpoint(out / RNB / "seed0.ckpt").step == 20   # a whole new one replaced it

@@ -147,6 +147,9 @@ def test_the_meter_counts_the_communication(one_process, two_processes):
     # sums on rank 0 mid-round, at steps 5, 15 and 25.
     assert sent[("tap", "allreduce")] == 5 * per_reduce
     assert sent[("comm", "step_losses")] == 30 * 2 * (2 * 2 * 8)   # steps × ranks × (loss, weight) of 2 rows
+    # The round's counts (int64) and train-loss sums and weights (float64) per domain: summed at
+    # the 3 round ends, pooled at the 3 checkpoints.
+    assert sent[("comm", "round_counts")] == 6 * (4 * 8 + 2 * 4 * 8)
     assert sent[("comm", "gradients")] > 0
     assert one_process["bytes"] == {}   # one process sends nothing
 

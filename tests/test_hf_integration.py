@@ -28,8 +28,8 @@ datasets = pytest.importorskip("datasets")
 from mixbench.algorithms.rnb import RnB  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, TrainingArguments  # noqa: E402
 
+from mixbench.engine.sampler import MixtureSampler  # noqa: E402
 from mixbench.integrations import IntegrationError, MixingCallback, MixingTrainer, leave_process_group  # noqa: E402
-from mixbench.integrations.sampler import MixtureSampler  # noqa: E402
 from mixbench.mixture import Mixture  # noqa: E402
 from mixbench.strategy import MixingStrategy, Signal  # noqa: E402
 
@@ -274,7 +274,7 @@ def test_an_output_layer_that_is_not_linear_is_named(tmp_path):
 def test_strategies_that_need_mixbenchs_trainer_are_refused_in_one_line(name):
     with pytest.raises(IntegrationError) as exc:
         MixingCallback(name)
-    assert "needs mixbench's own trainer" in one_line(exc)
+    assert "which only mixbench's own trainer serves" in one_line(exc)
 
 
 def test_a_trainer_without_the_mixin_is_told_what_to_use(tmp_path):

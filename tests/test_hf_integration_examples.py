@@ -35,7 +35,8 @@ def test_the_trainer_example_runs_and_prints_the_mixture_of_every_round(tmp_path
 
 
 @pytest.mark.slow
-def test_the_plain_loop_example_runs(tmp_path):
-    out = run_example("torch_loop_rnb.py", tmp_path)
+@pytest.mark.parametrize("estimator", ["paper", "unbiased"])
+def test_the_plain_loop_example_runs(tmp_path, estimator):
+    out = run_example("torch_loop_rnb.py", tmp_path, "--gram-estimator", estimator)
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("step")] == \
         ["step   10", "step   20", "step   30", "step   40"]

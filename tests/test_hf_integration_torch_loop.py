@@ -13,9 +13,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
+from mixbench.algorithms.stratified import Stratified
 from torch.utils.data import DataLoader
 
 from mixbench.integrations import DOMAIN_IDS, DomainMixer, IntegrationError, leave_process_group
+from mixbench.mixture import Mixture
+from mixbench.strategy import Capability
 
 VOCAB, SEQ, STEPS, K = 24, 10, 24, 6
 
@@ -102,9 +105,37 @@ def test_a_strategy_without_the_head_it_needs_is_named():
                     batch_size=2)
 
 
-def test_a_strategy_that_needs_mixbenchs_trainer_is_named():
-    with pytest.raises(IntegrationError, match="needs mixbench's own trainer"):
-        DomainMixer("skillit", head=None, train_domains=["a", "b"], total_steps=4, steps_per_round=2, batch_size=2)
+class ProbingPlugin(Stratified):
+    """A plugin (not a registered built-in) that declares it takes probe steps."""
+
+    capabilities = frozenset({Capability.PROBE_STEPS})
+
+
+class PreparingPlugin(Stratified):
+    """A plugin that works before training with what a user's loop serves: metering only."""
+
+    def prepare(self, probe):
+        probe.charge("plan", 10.0)
+        return Mixture([0.75, 0.25])
+
+
+@pytest.mark.parametrize("strategy, words", [
+    ("skillit", "scratch training runs"), ("aioli", "probe training steps"), ("dga", "extra gradient batches"),
+    ("doremi", "scratch training runs"), ("doge", "extra gradient batches"),
+    (ProbingPlugin(), "probe training steps")])
+def test_a_strategy_that_needs_mixbenchs_trainer_is_refused_by_its_declaration(strategy, words):
+    with pytest.raises(IntegrationError) as exc:
+        DomainMixer(strategy, head=None, train_domains=["a", "b"], total_steps=4, steps_per_round=2, batch_size=2)
+    message = str(exc.value)
+    assert words in message and "which only mixbench's own trainer serves" in message and "\n" not in message
+
+
+def test_a_strategy_that_prepares_with_what_a_loop_serves_runs_its_prepare():
+    mixer = DomainMixer(PreparingPlugin(), head=None, train_domains=["a", "b"], total_steps=4, steps_per_round=2,
+                        batch_size=2)
+    assert mixer.mixture.weights.tolist() == [0.75, 0.25]
+    assert mixer.sampler.mixture_for(0).tolist() == [0.75, 0.25]
+    assert mixer.meter.flops[("strategy", "plan")] == 10.0
 
 
 def _worker(rank: int, port: int, queue) -> None:

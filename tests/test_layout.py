@@ -27,7 +27,7 @@ ALLOWED = {
     "workloads": {CONTRACT, "models"},
     "regroup": {CONTRACT, "storage"},
     "engine": {CONTRACT, "storage", "workloads"},
-    "testing": {CONTRACT},
+    "testing": {CONTRACT, "engine"},
     "experiments": {CONTRACT, "storage", "data", "models", "workloads", "regroup", "engine"},
     # R&B in a user's own training: the engine's tap, accumulators, meter and codec, and Regroup.
     "integrations": {CONTRACT, "storage", "regroup", "engine"},

@@ -201,7 +201,7 @@ def test_image_claim_reads_retrieval_higher_is_better():
 def test_the_report_states_the_verdict_the_numbers_give(tmp_path):
     settings = PaperSettings(tasks=("champ",), seeds=tuple(SEEDS), overrides={}, params={}, embedder="minilm",
                              ks=protocol.K_SWEEP)
-    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_dict(),
+    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_manifest(),
         "protocol": {"k_sweep": list(protocol.K_SWEEP), "skillit_graph_fraction": 0.1, "aioli_rounds": 2,
                      "alpha": 0.05, "power": 0.8, "strategy_params": {}},
         "tasks": [text_plan().to_dict()], "budgets": {"champ": {"steps": 10}}, "versions": {"torch": "2"},
@@ -237,7 +237,7 @@ def test_the_report_shows_how_far_each_mixture_left_uniform(tmp_path):
         r.mixture = MixtureTrajectory(per_round=[[0.25] * 4, [0.7, 0.1, 0.1, 0.1]], final=[0.7, 0.1, 0.1, 0.1])
     settings = PaperSettings(tasks=("champ",), seeds=tuple(SEEDS), overrides={}, params={}, embedder="minilm",
                              ks=protocol.K_SWEEP)
-    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_dict(),
+    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_manifest(),
                 "protocol": {"k_sweep": list(protocol.K_SWEEP), "skillit_graph_fraction": 0.1, "aioli_rounds": 2,
                              "alpha": 0.05, "power": 0.8, "strategy_params": {}},
                 "tasks": [text_plan().to_dict()], "budgets": {"champ": {"steps": 10}}, "versions": {},

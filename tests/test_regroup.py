@@ -235,11 +235,11 @@ def test_k_above_the_number_of_distinct_texts_is_left_out_of_the_sweep(caplog):
         regroup(data, info, Tfidf(), [4, 5])
     # A run records the k values swept, not those asked for (the paper report reads the range).
     from mixbench.config import TrainConfig
-    from mixbench.experiments.run import RunRequest, _regroup
+    from mixbench.experiments.run import _regroup
+    from mixbench.experiments.settings import RunSettings
     from mixbench.regroup.spec import DomainSpec
 
-    request = RunRequest(algo="stratified", strategy=None, task_name="shapes", task=None, config=TrainConfig(),
-                         out_dir=Path("unused"), progress=False, domains=DomainSpec.parse("regroup:2:8"),
-                         embedder_name="tfidf", embedder=Tfidf())
-    _, record = _regroup(request, data, info)
+    settings = RunSettings(task="shapes", algo="stratified", config=TrainConfig(), out_dir=Path("unused"),
+                           progress=False, domains=DomainSpec.parse("regroup:2:8"), embedder="tfidf")
+    _, record = _regroup(settings, Tfidf(), data, info)
     assert record.k_swept == [2, 3] and record.k == 3

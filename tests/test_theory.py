@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 from mixbench.theory import check
 from mixbench.theory.check import CHECKS, CheckResult
-from mixbench.theory.cli import theory_cmd
 from mixbench.theory.common import softmax
+
+from mixbench.cli.theory import theory_cmd
 
 NAMES = [name.rsplit(".", 1)[1] for name in CHECKS]
 

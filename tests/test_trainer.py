@@ -1,8 +1,5 @@
 """The shared trainer through the Python API on the synthetic task (seconds on a CPU)."""
 
-import json
-
-import numpy as np
 import pytest
 from mixbench.algorithms.rnb import RnB
 from mixbench.algorithms.stratified import Stratified
@@ -11,7 +8,6 @@ from mixbench.tasks.synthetic import Synthetic
 from mixbench import MixingStrategy, Mixture
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.trainer import train
-from mixbench.experiments.run import EXIT_INTERRUPTED, RunRequest, execute
 
 
 @pytest.fixture(scope="module")
@@ -78,29 +74,6 @@ class _StopAfter(MixingStrategy):
         if feedback.round_index == self.at:
             raise {"KeyboardInterrupt": KeyboardInterrupt, "RuntimeError": RuntimeError}[self.error]("stop")
         return Mixture.uniform(self.m_)
-
-
-def _request(task, tmp_path, strategy):
-    return RunRequest(algo="stop", strategy=strategy, task_name="synthetic", task=task, out_dir=tmp_path,
-                      config=task.budget.override(steps=40, steps_per_round=10), use_mlflow=False, progress=False)
-
-
-def test_interrupted_run_keeps_what_it_did(task, tmp_path):
-    code = execute(_request(task, tmp_path, _StopAfter(at=1)))
-    assert code == EXIT_INTERRUPTED
-    result = json.loads((tmp_path / "synthetic/stop/original/seed0.json").read_text())
-    assert result["status"] == "interrupted"
-    assert result["metrics"]["steps_done"] == 20
-    assert len(result["rounds"]) == 2  # round 2's evaluation is kept although its update was cut off
-
-
-def test_crashed_run_keeps_what_it_did(task, tmp_path):
-    with pytest.raises(RuntimeError):
-        execute(_request(task, tmp_path, _StopAfter(at=2, error="RuntimeError")))
-    result = json.loads((tmp_path / "synthetic/stop/original/seed0.json").read_text())
-    assert result["status"] == "failed" and "RuntimeError" in result["error"]
-    assert result["metrics"]["steps_done"] == 30
-    assert np.isfinite(result["metrics"]["initial_mean_eval_loss"])
 
 
 def test_evaluation_groups_rows_by_any_labelling():

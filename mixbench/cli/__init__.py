@@ -11,12 +11,13 @@ import warnings
 import click
 
 from mixbench.cli.compare import compare_cell_cmd, compare_cmd
-from mixbench.cli.errors import user_errors
 from mixbench.cli.listing import list_cmd
 from mixbench.cli.paper import paper_cmd
 from mixbench.cli.regroup import regroup_cmd
 from mixbench.cli.report import report_cmd
+from mixbench.cli.repro import repro_cmd
 from mixbench.cli.run import run_cmd
+from mixbench.cli.theory import theory_cmd
 
 
 def _setup_logging() -> None:
@@ -43,19 +44,9 @@ def cli():
     _setup_logging()
 
 
-for command in (list_cmd, run_cmd, compare_cmd, compare_cell_cmd, report_cmd, regroup_cmd, paper_cmd):
+for command in (list_cmd, run_cmd, compare_cmd, compare_cell_cmd, report_cmd, regroup_cmd, paper_cmd, theory_cmd,
+                repro_cmd):
     cli.add_command(command)
-
-
-def _register_theory() -> None:
-    # The theory checks live in their own package (theory/); their command joins the CLI here.
-    from mixbench.theory.cli import theory_cmd
-
-    theory_cmd.callback = user_errors(theory_cmd.callback)   # one `error:` line, as every command
-    cli.add_command(theory_cmd)
-
-
-_register_theory()
 
 
 def _interrupt_on_termination() -> None:

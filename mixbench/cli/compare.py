@@ -6,9 +6,8 @@ import sys
 
 import click
 
-from mixbench.cli.errors import user_errors
+from mixbench.cli.exit_codes import PARTLY_FAILED, exit_codes
 from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
-from mixbench.errors import MixbenchError
 
 
 @click.command("compare")
@@ -29,26 +28,26 @@ from mixbench.errors import MixbenchError
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-compare",
                 out_help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
-@user_errors
+@exit_codes
 def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, jobs, checkpoint_every, keep_checkpoints,
                 embedder, config, out_dir, use_mlflow, experiment, progress):
     """Run strategies × domains × seeds on one task (reusing finished cells, an interrupted one going on
     from its checkpoint) and compare them."""
     from mixbench.cli.hyperparameters import parse_param_specs
-    from mixbench.experiments.compare import parse_list, parse_seeds, run_grid
+    from mixbench.cli.lists import parse_list, parse_seeds
+    from mixbench.experiments.compare import run_grid
+    from mixbench.experiments.settings import GridSettings, TrackingSettings
     from mixbench.experiments.summary import per_domain_table, summarize
     from mixbench.experiments.tables import format_markdown, format_text
     from mixbench.storage.atomic import write_text
 
-    if jobs < 1:   # before anything is read or written
-        raise MixbenchError(f"--jobs must be at least 1, got {jobs}")
-    algos = parse_list(algos, "algos")
-    grid = run_grid(task_name=task, algos=algos,
-                    domain_specs=parse_list(domains_specs, "domains") if domains_specs is not None else None,
-                    seeds=parse_seeds(seeds), out_dir=out_dir, overrides=config, embedder_name=embedder,
-                    hyperparameters=parse_param_specs(params, algos), use_mlflow=use_mlflow,
-                    experiment=experiment, progress=progress, keep_cells=keep_cells,
-                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs)
+    algos = tuple(parse_list(algos, "algos"))
+    grid = run_grid(GridSettings(
+        task=task, algos=algos, seeds=tuple(parse_seeds(seeds)),
+        domains=tuple(parse_list(domains_specs, "domains")) if domains_specs is not None else None,
+        overrides=config, params=parse_param_specs(params, list(algos)), embedder=embedder, out_dir=out_dir,
+        tracking=TrackingSettings(enabled=use_mlflow, experiment=experiment), progress=progress,
+        keep_cells=keep_cells, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs))
     results = grid.results()
     table = summarize(results)
     click.echo(format_text(table))
@@ -62,21 +61,19 @@ def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, jobs, che
         click.echo(f"{len(grid.failed)} cell(s) failed and are not in the table (rerun to retry them):", err=True)
         for line in grid.failed:
             click.echo(f"  {line}", err=True)
-        sys.exit(1)
+        sys.exit(PARTLY_FAILED)
 
 
 @click.command("compare-cell", hidden=True)
 @click.argument("spec")
-@user_errors
+@exit_codes
 def compare_cell_cmd(spec):
-    """One cell of `compare --jobs N`, in its own process (SPEC: JSON from parallel_cells.cell_spec)."""
-    import json
-
+    """One cell of `compare --jobs N`, in its own process (SPEC: parallel_cells.cell_spec's JSON)."""
     import torch
 
-    from mixbench.experiments.parallel_cells import request_from_spec
-    from mixbench.experiments.run import execute
+    from mixbench.experiments.parallel_cells import read_cell_spec
+    from mixbench.experiments.run import run
 
-    spec = json.loads(spec)
-    torch.set_num_threads(spec["threads"])   # its share of the cores (OMP_NUM_THREADS says the same)
-    sys.exit(execute(request_from_spec(spec)))
+    settings, threads = read_cell_spec(spec)
+    torch.set_num_threads(threads)   # its share of the cores (OMP_NUM_THREADS says the same)
+    run(settings)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from mixbench.cli.errors import user_errors
+from mixbench.cli.exit_codes import exit_codes
 from mixbench.config import option
 
 
 @click.command("list")
-@user_errors
+@exit_codes
 def list_cmd():
     """List strategies, embedders and tasks, with where each comes from."""
     from mixbench import registry

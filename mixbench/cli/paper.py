@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 
 import click
 
-from mixbench.cli.errors import user_errors
+from mixbench.cli.exit_codes import PARTLY_FAILED, exit_codes
 from mixbench.cli.options import checkpoint_options, config_options, output_options
 
 
@@ -37,36 +36,41 @@ from mixbench.cli.options import checkpoint_options, config_options, output_opti
 @output_options(experiment="mixbench-paper",
                 out_help="Cells go to OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json, the record of the run to "
                          "OUT/paper.json, the report to OUT/report/paper.md and paper.html.")
-@user_errors
+@exit_codes
 def paper_cmd(tasks, seeds, quick, rows, params, embedder, report_only, jobs, checkpoint_every, keep_checkpoints,
               config, out_dir, use_mlflow, experiment, progress):
     """Run the paper's protocol (Table 1, the Fig. 3 ablation, the Fig. 2 k sweep, the image-text table) on
     each task, resumable like compare, and write the report beside the paper's figures."""
     from mixbench.experiments.paper.report import render
+    from mixbench.experiments.paper.runner import run_paper
+    from mixbench.experiments.settings import TrackingSettings
 
+    failed = []
     if not report_only:
-        _run(tasks, seeds, quick, rows, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
-             use_mlflow, experiment, progress)
+        settings = _settings(tasks, seeds, quick, rows, params, embedder, config, out_dir=out_dir,
+                             command=shlex.join(["mixbench", *sys.argv[1:]]),
+                             tracking=TrackingSettings(enabled=use_mlflow, experiment=experiment), progress=progress,
+                             checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs)
+        failed = run_paper(settings).failed
     md, html = render(out_dir)
     click.echo(f"report: {md}\n        {html}")
-    failed = _failed_cells(out_dir)
-    if failed and not report_only:   # the report shows the rest; a script must still see that some failed
+    if failed:   # the report shows the rest; a script must still see that some failed
         click.echo(f"{len(failed)} cell(s) failed and are not in the report (rerun to retry them):", err=True)
         for line in failed:
             click.echo(f"  {line}", err=True)
-        sys.exit(1)
+        sys.exit(PARTLY_FAILED)
 
 
-def _run(tasks, seeds, quick, rows, params, embedder, jobs, checkpoint_every, keep_checkpoints, config, out_dir,
-         use_mlflow, experiment, progress) -> None:
+def _settings(tasks, seeds, quick, rows, params, embedder, config, **how):
+    """The PaperSettings the options give: the protocol's (--quick: a smaller one), and `how` it runs."""
     from mixbench.cli.hyperparameters import parse_param_specs
+    from mixbench.cli.lists import parse_list, parse_seeds
     from mixbench.errors import MixbenchError
-    from mixbench.experiments.compare import parse_list, parse_seeds
     from mixbench.experiments.paper import protocol
-    from mixbench.experiments.paper.runner import QUICK_BUDGET, PaperSettings, default_tasks, run_paper
+    from mixbench.experiments.paper.runner import QUICK_BUDGET, PaperSettings, default_tasks
+    from mixbench.experiments.settings import check_jobs
 
-    if jobs < 1:   # before anything is read or written
-        raise MixbenchError(f"--jobs must be at least 1, got {jobs}")
+    check_jobs(how["jobs"])   # before anything is read or written
     overrides = {k: v for k, v in config.items() if v is not None}
     if quick:
         overrides = {**QUICK_BUDGET, **overrides}
@@ -76,18 +80,9 @@ def _run(tasks, seeds, quick, rows, params, embedder, jobs, checkpoint_every, ke
         raise MixbenchError("no task of the paper's stand-ins has its data here (see `mixbench list`); name one "
                             "with --tasks")
     algos = sorted({row.algo for row in protocol.rows_for(protocol.TASKS["champ"], ood=False, ks=())})
-    settings = PaperSettings(
+    return PaperSettings(
         tasks=names, seeds=tuple(parse_seeds(seeds if seeds is not None else ("0,1" if quick else "0,1,2"))),
         overrides=overrides, params=parse_param_specs(params, algos),
         embedder=embedder or ("tfidf" if quick else "minilm"),
         ks=protocol.QUICK_K_SWEEP if quick else protocol.K_SWEEP, quick=quick,
-        rows=tuple(parse_list(rows, "rows")) if rows is not None else None)
-    run_paper(settings, Path(out_dir), command=shlex.join(["mixbench", *sys.argv[1:]]), use_mlflow=use_mlflow,
-              experiment=experiment, progress=progress, checkpoint_every=checkpoint_every,
-              keep_checkpoints=keep_checkpoints, jobs=jobs)
-
-
-def _failed_cells(out_dir: Path) -> list[str]:
-    from mixbench.experiments.paper.runner import read_manifest
-
-    return read_manifest(out_dir).get("failed_cells") or []
+        rows=tuple(parse_list(rows, "rows")) if rows is not None else None, **how)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mixbench.cli.errors import user_errors
+from mixbench.cli.exit_codes import exit_codes
 from mixbench.cli.options import embedder_option, output_options, task_option
 from mixbench.config import check_seed
 from mixbench.errors import MixbenchError
@@ -20,7 +20,7 @@ from mixbench.errors import MixbenchError
 @click.option("--seed", type=int, default=0, show_default=True)
 @output_options(experiment="mixbench-regroup",
                 out_help="The assignment goes to OUT/<task>/regroup/<embedder>-seed<N>.json (+ .png).")
-@user_errors
+@exit_codes
 def regroup_cmd(task, k_spec, embedder, sample, seed, out_dir, use_mlflow, experiment, progress):
     """Regroup a task into semantic domains: embed, k-means over a k range, keep the best silhouette."""
     from mixbench import registry

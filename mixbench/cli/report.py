@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from mixbench.cli.errors import user_errors
+from mixbench.cli.exit_codes import exit_codes
 
 
 @click.command("report")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Where report.md, report.html and the PNGs go [DIRECTORY/report].")
-@user_errors
+@exit_codes
 def report_cmd(directory, out_dir):
     """Render a Markdown + HTML report with plots from the results under DIRECTORY."""
     from mixbench.experiments.report import render

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from mixbench.cli.errors import user_errors
+from mixbench.cli.exit_codes import exit_codes
 from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
 from mixbench.errors import MixbenchError
 
@@ -40,41 +40,48 @@ from mixbench.errors import MixbenchError
                    "started through torch.distributed.run; the batch size is the global batch and must split "
                    "evenly over them.")
 @click.pass_context
-@user_errors
+@exit_codes
 def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow, experiment, progress, resume,
             checkpoint_every, keep_checkpoints, nproc):
     """Train once with one strategy on one task and report loss, mixture and overhead."""
     from mixbench import registry
     from mixbench.cli.hyperparameters import parse_hyperparameters
-    from mixbench.engine.distributed import DataParallel, check_gpus, launch, launched_world_size
+    from mixbench.cli.launch import launch
+    from mixbench.engine.distributed import DataParallel, check_gpus, launched_world_size
     from mixbench.experiments.checkpoints import NEVER, REQUIRED
-    from mixbench.experiments.run import RunRequest, execute
-    from mixbench.regroup import DomainSpec
+    from mixbench.experiments.outcomes import RunInterrupted
+    from mixbench.experiments.run import run
+    from mixbench.experiments.settings import RunSettings, TrackingSettings
 
     if nproc < 1:
         raise MixbenchError(f"--nproc must be at least 1, got {nproc}")
     if nproc > 1 and launched_world_size() > 1:
         raise MixbenchError("--nproc starts the processes itself: under torchrun leave it out")
-    strategy_cls = registry.strategies.get(algo)
-    domains = DomainSpec.parse(domains_spec or strategy_cls.default_domains)
-    embedder_obj = registry.embedders.create(embedder) if domains.method == "regroup" else None
-    task_obj = registry.tasks.create(task)
-    strategy = strategy_cls(**parse_hyperparameters(algo, strategy_cls, ctx.args))
-    try:
-        strategy.check_params()
-    except ValueError as exc:
-        raise MixbenchError(str(exc)) from None
-    request = RunRequest(algo=algo, strategy=strategy, task_name=task, task=task_obj,
-                         config=task_obj.budget.override(**config), out_dir=out_dir, use_mlflow=use_mlflow,
-                         experiment=experiment, progress=progress, domains=domains, embedder_name=embedder,
-                         embedder=embedder_obj, resume=REQUIRED if resume else NEVER,
-                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
+    settings = RunSettings.resolve(
+        task=task, algo=algo, params=parse_hyperparameters(algo, registry.strategies.get(algo), ctx.args),
+        overrides=config, domains=domains_spec, embedder=embedder, out_dir=out_dir,
+        tracking=TrackingSettings(enabled=use_mlflow, experiment=experiment), progress=progress,
+        resume=REQUIRED if resume else NEVER, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
     if nproc > 1:   # the same command in N processes; what they cannot share is refused here, before they start
-        DataParallel(rank=0, world_size=nproc, local_rank=0).check(task_obj.info().modality,
-                                                                   request.config.batch_size)
-        check_gpus(request.config.device, nproc)
+        DataParallel(rank=0, world_size=nproc, local_rank=0).check(settings.create_task().info().modality,
+                                                                   settings.config.batch_size)
+        check_gpus(settings.config.device, nproc)
         sys.exit(launch(nproc, _without_nproc(sys.argv[1:])))
-    sys.exit(execute(request))
+    try:
+        result = run(settings)
+    except RunInterrupted as stopped:   # what it did is saved: shown as a finished run's is
+        _print_summary(stopped.result)
+        raise
+    _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    """The run's summary on stdout, from the process that saved it, once it has losses to show
+    (a run stopped before its first evaluation has none: a line said where its record went)."""
+    from mixbench.experiments.run_summary import print_summary
+
+    if result.saved_to is not None and result.metrics.initial_eval_losses:
+        print_summary(result, result.saved_to.path, result.saved_to.mlflow)
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -1,5 +1,10 @@
 """The engine: one training loop for every strategy, and what it is built from.
 
+    rounds.py       the round driver: counts, train losses, the tap's sums, the feedback built from
+                    the strategy's declared signals, the metered update. The trainer, the
+                    integrations (Trainer callback, DomainMixer) and the conformance kit all drive it
+    sampler.py      the one sampler: batches drawn by a mixture, each domain read in shuffled
+                    passes, rank-aware, exactly resumable (the integrations hand it to loaders)
     trainer.py      train(): the loop, top to bottom
     session.py      a run in progress: the training step, its record, evaluation, branches
     state.py        everything a run changes, in one object (what a checkpoint saves)
@@ -12,7 +17,6 @@
     tap.py          per-domain final-layer gradients from the normal backward pass
     accumulator.py  where the tap sums them over a round
     meter.py        FLOPs and seconds, attributed to who caused them
-    sampler.py      batches drawn by a mixture
     evaluation.py   the fixed eval subset and the q-weighted eval loss
     schedule.py     the learning-rate schedule
     callbacks.py    what the loop tells the outside world (progress, tracking)
@@ -23,7 +27,8 @@
 _EXPORTS = {
     "GradientTap": "mixbench.engine.tap", "Meter": "mixbench.engine.meter", "RoundRecord": "mixbench.engine.history",
     "RunHistory": "mixbench.engine.history", "TrainCallback": "mixbench.engine.callbacks",
-    "train": "mixbench.engine.trainer",
+    "train": "mixbench.engine.trainer", "RoundDriver": "mixbench.engine.rounds",
+    "RoundTotals": "mixbench.engine.rounds", "MixtureSampler": "mixbench.engine.sampler",
 }
 __all__ = sorted(_EXPORTS)
 

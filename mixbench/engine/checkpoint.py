@@ -9,14 +9,14 @@ plain data only, so it loads with `torch.load(path, weights_only=True)`:
 
   identity    what the run is (task, strategy, hyperparameters, config, domains): a resume must match it
   notes       what the caller wants back on resume (when the run started, its MLflow run): not checked
-  model, optimizer, step (the schedule's position), mixture, the sampler's and the probe's
-  generators, torch / numpy / python global generators
-  strategy    its state_dict(), through the codec
+  model, optimizer, step (the schedule's position), the sampler's streams and the probe's
+  generator, torch / numpy / python global generators
+  driver      the round driver's state: the strategy's state_dict() (through the codec), the
+              mixture, and the round in progress (its counts, train-loss sums and the tap's sums)
   meter       FLOPs, seconds and bytes so far
   history     the record so far: initial evaluation, every round, every step's loss
-  round       the round in progress: its steps so far and the gradient tap's sums
 
-In a data-parallel run rank 0 writes it, with the tap's sums of every rank pooled into its own
+In a data-parallel run rank 0 writes it, with the round's sums of every rank pooled into its own
 (see distributed.py); every rank resumes from the same file.
 """
 
@@ -40,17 +40,18 @@ from mixbench.engine.codec import UnsavableState, decode, encode
 from mixbench.engine.distributed import SINGLE, SingleProcess
 from mixbench.engine.history import RoundRecord, RunHistory
 from mixbench.engine.interrupts import held_signals
-from mixbench.engine.state import RunState, StepResult
-from mixbench.engine.tap import GradientTap
+from mixbench.engine.state import RunState
 from mixbench.errors import MixbenchError
 from mixbench.storage.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mixbench-checkpoint"
-FORMAT_VERSION = 1   # raise when the layout below changes: an older checkpoint is then refused
-_PARTS = ("identity", "notes", "step", "model", "optimizer", "mixture", "sampler", "probe_rng", "rng", "strategy",
-          "meter", "history", "round_steps", "tap")
+# Raise when the layout below changes: an older checkpoint is then refused. 2: the round driver's
+# state, and the shuffled-pass sampler (format 1's i.i.d. sampler state cannot continue in it).
+FORMAT_VERSION = 2
+_PARTS = ("identity", "notes", "step", "model", "optimizer", "sampler", "probe_rng", "rng", "driver", "meter",
+          "history")
 # History fields the run sets up from its data before training: checked against the checkpoint's, not restored.
 _SETUP_FIELDS = ("domains", "eval_proportions", "reference_domains", "reference_proportions", "eval_rows",
                  "num_params")
@@ -146,10 +147,9 @@ class CheckpointPlan:
 class Checkpointer:
     """Writes a run's checkpoints as the plan says, and restores a run from one."""
 
-    def __init__(self, plan: CheckpointPlan | None, state: RunState, tap: GradientTap | None,
-                 ranks: SingleProcess = SINGLE):
+    def __init__(self, plan: CheckpointPlan | None, state: RunState, ranks: SingleProcess = SINGLE):
         self.plan = plan or CheckpointPlan()
-        self.state, self.tap, self.ranks = state, tap, ranks
+        self.state, self.ranks = state, ranks
         self.planned = self.plan.path is not None and self.plan.keep > 0   # the same on every rank
         self.writing = self.planned and ranks.writer
         self.warned = False
@@ -183,8 +183,7 @@ class Checkpointer:
         calls it at the same points (rank 0 writes)."""
         if not self.planned:
             return
-        if self.tap is not None and self.state.round_steps:   # mid-round: rank 0 must hold the round's sums
-            self.ranks.pool_on_writer(self.tap.accumulator.tensors(), self.state.meter)
+        self.state.driver.pool_round()   # mid-round: rank 0 must hold the round's sums
         if not self.writing:
             return
         with held_signals():   # a signal waits for the write: a checkpoint is whole or not there
@@ -215,18 +214,14 @@ class Checkpointer:
             "step": state.step,
             "model": state.model.state_dict(),
             "optimizer": state.optimizer.state_dict(),
-            "mixture": encode(state.mixture, "the mixture"),
             "sampler": encode(state.sampler.state_dict(), "the sampler"),
             "probe_rng": encode(state.probe_rng.bit_generator.state, "the probe's generator"),
             "rng": _global_generators(),
-            "strategy": encode(state.strategy.state_dict(), type(state.strategy).__name__),
+            "driver": state.driver.state_dict(),
             "meter": {"flops": [[c, label, v] for (c, label), v in state.meter.flops.items()],
                       "seconds": [[c, label, v] for (c, label), v in state.meter.seconds.items()],
                       "bytes": [[c, label, v] for (c, label), v in state.meter.bytes.items()]},
             "history": encode(saved_history, "the history"),
-            "round_steps": [encode(dataclasses.asdict(r), "a step") for r in state.round_steps],
-            "tap": None if self.tap is None else {"sums": self.tap.accumulator.sums.detach().cpu().clone(),
-                                                  "counts": self.tap.accumulator.counts.detach().cpu().clone()},
         }
 
     # -- restoring -----------------------------------------------------------------------------
@@ -243,25 +238,19 @@ class Checkpointer:
             if _plain(saved.get(name)) != _plain(getattr(history, name)):
                 raise CheckpointError(f"cannot resume from {checkpoint.path}: it was made on other "
                                       f"{name.replace('_', ' ')} than this run's")
-        if (p["tap"] is None) != (self.tap is None):
-            raise CheckpointError(f"cannot resume from {checkpoint.path}: it was made by a strategy with other signals")
         try:
             state.model.load_state_dict(p["model"])
             state.optimizer.load_state_dict(p["optimizer"])
-            if self.tap is not None:
-                # Rank 0 saved the sums of every rank: the others start the round's from zero.
-                sums = p["tap"] if self.ranks.writer else {k: torch.zeros_like(v) for k, v in p["tap"].items()}
-                self.tap.accumulator.sums.copy_(sums["sums"])
-                self.tap.accumulator.counts.copy_(sums["counts"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot resume from {checkpoint.path}: it does not fit this run's model "
                                   f"({_first_line(exc)})") from None
+        try:   # rank 0 saved the round's sums of every rank: the others start the round's from zero
+            state.driver.load_state_dict(p["driver"], holds_round=self.ranks.writer)
+            state.sampler.load_state_dict(decode(p["sampler"]))
+        except MixbenchError as exc:
+            raise CheckpointError(f"cannot resume from {checkpoint.path}: {exc}") from None
         state.step = p["step"]
-        state.mixture = decode(p["mixture"])
-        state.sampler.load_state_dict(decode(p["sampler"]))
         state.probe_rng.bit_generator.state = decode(p["probe_rng"])
-        state.round_steps = [StepResult(**decode(r)) for r in p["round_steps"]]
-        state.strategy.load_state_dict(decode(p["strategy"]))
         meter = state.meter
         for totals, rows in ((meter.flops, p["meter"]["flops"]), (meter.seconds, p["meter"]["seconds"]),
                              (meter.bytes, p["meter"].get("bytes", []))):   # no bytes: a one-process checkpoint

@@ -37,9 +37,7 @@ tasks train in one process.
 
 from __future__ import annotations
 
-import logging
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,8 +48,6 @@ import torch
 from mixbench.engine.meter import Meter
 from mixbench.errors import MixbenchError
 from mixbench.workloads import BatchLoss
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,7 +95,7 @@ class SingleProcess:
     def sum_(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
         """Sum each tensor over the ranks, in place."""
 
-    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter) -> None:
+    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
         """Move the ranks' sum of each tensor to rank 0, zeroes elsewhere (before rank 0 saves them)."""
 
     def any(self, flag: bool) -> bool:
@@ -185,15 +181,15 @@ class DataParallel(SingleProcess):
                 dist.all_reduce(tensor)
         meter.add_bytes(category, label, sum(t.numel() * t.element_size() for t in tensors))
 
-    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter) -> None:
+    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
         import torch.distributed as dist
 
-        with meter.timed("tap", "allreduce"):
+        with meter.timed(category, label):
             for tensor in tensors:
                 dist.reduce(tensor, dst=0)
                 if not self.writer:   # rank 0 holds the sum now; the sum over ranks is unchanged
                     tensor.zero_()
-        meter.add_bytes("tap", "allreduce", sum(t.numel() * t.element_size() for t in tensors))
+        meter.add_bytes(category, label, sum(t.numel() * t.element_size() for t in tensors))
 
     def any(self, flag: bool) -> bool:
         import torch.distributed as dist
@@ -276,6 +272,16 @@ def _sum_gradients(process_group, bucket):
             .get_future().then(lambda fut: fut.value()[0]))
 
 
+def current_ranks() -> SingleProcess:
+    """The processes of the torch.distributed group this process has already joined (a user's own
+    torchrun job, in the integrations): DataParallel when there are several, else SINGLE."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return SINGLE
+    return DataParallel(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def launched_world_size() -> int:
     """How many processes torchrun started for this job (1 when not started by torchrun)."""
     try:
@@ -311,38 +317,3 @@ def check_gpus(device_name: str, processes: int) -> None:
 
 def _wants_cuda(device_name: str) -> bool:
     return device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """`mixbench run --nproc N ...`: start `python -m mixbench ARGV` N times through
-    torch.distributed.run (torchrun's own launcher, standalone rendezvous on this machine), rank
-    0's output on the console; returns the exit code the ranks ended with (a user error's 2, an
-    interrupt's 130), without the launcher's failure report: rank 0 has said what went wrong."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    # The launcher logs each failed rank, and each signal, at length (each module's logger set to
-    # its own level): rank 0's own lines are what a user needs.
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--local-ranks-filter=0",
-                                         "-m", "mixbench", *argv])
-    started = time.perf_counter()
-    try:
-        run(args)
-    except ChildFailedError as exc:
-        # A rank that exited by itself (a user error's 2, an interrupt's 130) before one the
-        # launcher then stopped with a signal: rank 0's if it did (its output is what the user
-        # saw), else the first. Every rank checks its input alike, so whichever exits first
-        # gets the others terminated, rank 0 among them.
-        failures = sorted(exc.failures.items(),
-                          key=lambda item: (item[1].exitcode <= 0, item[0] != 0, item[1].timestamp))
-        code = failures[0][1].exitcode if failures else 1
-        log.debug("ranks failed after %.1f s: %s", time.perf_counter() - started,
-                  {rank: f.exitcode for rank, f in failures})
-        return code if code > 0 else 128 - code   # a death by signal -s is 128 + s, as a shell says
-    except SignalException as exc:   # the launcher itself was interrupted; it has stopped the ranks
-        return 128 + int(exc.sigval)
-    return 0

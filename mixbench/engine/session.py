@@ -21,11 +21,9 @@ from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.distributed import SINGLE, SingleProcess, StepLoss
 from mixbench.engine.schedule import cosine_schedule
 from mixbench.engine.state import RunState, StepResult
-from mixbench.engine.tap import GradientTap
 from mixbench.errors import TrainingDiverged
 from mixbench.mixture import Mixture
 from mixbench.probe import BatchLosses, FrozenModel, Weigh, check_weights
-from mixbench.strategy import StepFeedback
 from mixbench.workloads import Evaluation, Split, Workload
 from mixbench.workloads.base import evaluating
 
@@ -49,7 +47,6 @@ class RunSetup:
     eval_split: Split
     device: torch.device
     num_domains: int
-    tap: GradientTap | None = None   # present when the strategy asked for domain gradients
     ranks: SingleProcess = SINGLE    # the processes training the model together (data parallel)
 
 
@@ -71,23 +68,25 @@ class TrainingSession:
     # -- training ------------------------------------------------------------------------------
     def train_step(self, mixture: Mixture, weigh: Weigh | None = None,
                    reference: FrozenRunModel | None = None) -> StepResult:
-        """One optimiser step on a batch drawn from `mixture`: sample → tap → forward/backward →
-        step. Inside a branch it is the strategy's overhead, untapped, and undone on exit; there
-        `weigh` may set per-example loss weights after seeing the batch's losses (and
-        `reference`'s on the same examples). In a data-parallel run every rank draws the same
-        batch and trains on its slice (a branch's steps: on all of it)."""
+        """One optimiser step on a batch drawn from `mixture`: sample → forward/backward (the round
+        driver counting its examples and tapping the head) → step. Inside a branch it is the
+        strategy's overhead, outside the round, and undone on exit; there `weigh` may set
+        per-example loss weights after seeing the batch's losses (and `reference`'s on the same
+        examples). In a data-parallel run every rank draws the same batch and trains on its slice
+        (a branch's steps: on all of it)."""
         setup, state = self.setup, self.state
         if weigh is not None and not self.in_branch:
             raise RuntimeError("weighted training steps are only allowed inside a branch")
         category, label = ("strategy", "probe_train") if self.in_branch else ("train", "step")
         ranks, module = (SINGLE, state.model) if self.in_branch else (setup.ranks, self.trained)
-        rows, domains = state.sampler.sample(mixture, setup.cfg.batch_size)   # the global batch
-        mine = ranks.share(len(rows))                                           # this rank's rows of it
+        rows = state.sampler.draw_unit(mixture)                 # (B,) the global batch
+        domains = state.sampler.domain_ids[rows]
+        mine = ranks.share(len(rows))                           # this rank's rows of it
         batch = setup.train_split.batch(rows[mine], setup.device)
-        tapping = setup.tap is not None and not self.in_branch
+        ids = torch.from_numpy(domains[mine]).to(setup.device)
+        in_round = not self.in_branch                           # a branch's steps are no part of the round
         with state.meter.timed(category, label):
-            with setup.tap.batch(torch.from_numpy(domains[mine]).to(setup.device)) if tapping else nullcontext(), \
-                    setup.workload.using(module):
+            with state.driver.batch(ids) if in_round else nullcontext(), setup.workload.using(module):
                 out = setup.workload.loss(batch)
             if weigh is None:
                 loss = ranks.combine(out, state.meter)   # the global batch's mean; this rank's share to back-propagate
@@ -99,9 +98,11 @@ class TrainingSession:
             for group in state.optimizer.param_groups:
                 group["lr"] = self.lr_at(state.step)
             state.optimizer.step()
+        if in_round:   # this rank's per-example losses, for the round's per-domain train losses
+            state.driver.record_losses(ids, out.row_loss, out.row_weight)
         state.meter.add_flops(category, label, 3 * self.example_flops * len(rows[mine]))   # this rank's work
         state.step += 1
-        return StepResult(step=state.step, loss=loss.value, domains=domains, row_loss=loss.row_loss,
+        return StepResult(step=state.step, loss=loss.value, rows=rows, domains=domains, row_loss=loss.row_loss,
                           row_weight=loss.row_weight)
 
     def _weighted_loss(self, out, domains: np.ndarray, weigh: Weigh, reference: FrozenRunModel | None,
@@ -126,16 +127,14 @@ class TrainingSession:
         return FrozenRunModel(self.state.model)
 
     def record(self, result: StepResult) -> None:
-        """Book a step of the run's own model: the round's steps, the history, the strategy's
-        per-step hook, the callbacks (progress, tracking)."""
+        """Book a step of the run's own model: the history, the round driver (the strategy's
+        per-step hook), the callbacks (progress, tracking)."""
         state = self.state
         if not math.isfinite(result.loss):   # the weights are no longer numbers: stop, say where
             raise TrainingDiverged(result.step, result.loss)
-        state.round_steps.append(result)
         state.history.train_losses.append(result.loss)
         state.history.tokens_trained += round(self.setup.workload.tokens_per_example * len(result.domains))
-        state.strategy.observe_step(StepFeedback(step=result.step, loss=result.loss,
-                                                 counts=np.bincount(result.domains, minlength=self.setup.num_domains)))
+        state.driver.end_step(result.step, result.loss)
         for callback in self.callbacks:
             callback.on_step(result)
 

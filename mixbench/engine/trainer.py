@@ -1,9 +1,12 @@
 """The one shared trainer: every strategy runs through this loop and meets it only via the contract.
 
 Training is `num_rounds` rounds of K = `steps_per_round` optimiser steps. Each batch is drawn
-from the current mixture (each example picks its domain from p, then an example of it). At
-every round end the trainer evaluates the per-domain eval loss, hands the strategy the round's
-feedback (only the signals it declared), and takes the next mixture back.
+from the current mixture by the one sampler (each domain read in shuffled passes). The round —
+its counts, train losses, the gradient tap, the feedback built from the strategy's declared
+signals, the metered update — is the round driver's (rounds.py), the very object the Hugging Face
+callback and the plain-torch DomainMixer drive: the benchmark trains the R&B a user runs. At every
+round end the trainer evaluates the per-domain eval loss, records the round, and has the driver
+hand the strategy its feedback for the next mixture.
 
 The same loop trains data-parallel when `ranks` are several processes (distributed.py says how
 they share the work); a single process is a group of one, so the loop reads the same.
@@ -11,7 +14,6 @@ they share the work); a single process is a group of one, so the loop reads the 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 
@@ -19,7 +21,6 @@ import numpy as np
 import torch
 
 from mixbench.config import TrainConfig
-from mixbench.engine.accumulator import MIB, HalvesAccumulator, exact_bytes, make_accumulator
 from mixbench.engine.callbacks import ProgressBar, TrainCallback
 from mixbench.engine.checkpoint import Checkpointer, CheckpointPlan
 from mixbench.engine.distributed import SINGLE, SingleProcess
@@ -27,17 +28,15 @@ from mixbench.engine.evaluation import EvalReference, select_eval_subset, weight
 from mixbench.engine.history import RoundRecord, RunHistory
 from mixbench.engine.meter import Meter
 from mixbench.engine.probe import RunProbe
+from mixbench.engine.rounds import RoundDriver
 from mixbench.engine.sampler import MixtureSampler
 from mixbench.engine.session import RunSetup, TrainingSession
-from mixbench.engine.state import RunState, StepResult
-from mixbench.engine.tap import GradientTap
+from mixbench.engine.state import RunState
 from mixbench.errors import MixbenchError
-from mixbench.mixture import Mixture
-from mixbench.strategy import DomainGradients, MixingStrategy, RoundFeedback, RunContext, RunShape, Signal
+from mixbench.strategy import MixingStrategy, RunContext, RunShape
 from mixbench.task import TaskData
 from mixbench.workloads import Evaluation, build_workload
 
-log = logging.getLogger(__name__)
 NAN = float("nan")
 
 
@@ -69,76 +68,45 @@ def train(
     # -- model and data: encoded once; a fixed eval subset shared by every seed ----------------
     workload = build_workload(data.modality, cfg)
     model = workload.model.to(device)
-    domains, m = data.domains, len(data.domains)
-    q = data.eval_proportions()
+    domains, m, q = data.domains, len(data.domains), data.eval_proportions()
     train_split = workload.encode(data.train, domains)
     eval_split = workload.encode(data.eval, domains)
     if eval_rows is None:
         eval_rows = select_eval_subset(eval_split.domain_ids.numpy(), cfg.eval_per_domain)
     eval_split = eval_split.subset(torch.as_tensor(np.asarray(eval_rows), dtype=torch.long))
-    reference = reference if reference is not None else EvalReference.of([e.domain for e in data.eval])
-    if len(reference.labels) != len(data.eval):
-        raise MixbenchError("the eval reference labels do not match the task's eval split")
-    scored_groups = reference.labels[np.asarray(eval_rows, dtype=np.int64)]
+    scoring = ReferenceScoring.of(reference, data, eval_rows)
+    _describe(history, data, q, scoring, eval_rows, workload.num_params(), device, ranks)
 
-    def reference_losses(evaluation: Evaluation) -> tuple[float, list[float]]:
-        losses = evaluation.grouped(scored_groups, len(reference.names))
-        return weighted_mean(losses, reference.proportions), losses.tolist()
-
-    history.domains, history.eval_proportions = domains, q.tolist()
-    history.reference_domains, history.reference_proportions = reference.names, reference.proportions.tolist()
-    history.eval_rows = [int(i) for i in eval_rows]
-    history.num_params = workload.num_params()
-    history.device = str(device)
-    history.world_size = ranks.world_size
-
-    # -- the run's state, and the operations the loop and the strategy's probe share ------------
+    # -- the run's state: the model, the one sampler, the round driver --------------------------
     meter = Meter(synchronize=torch.cuda.synchronize if device.type == "cuda" else None)
     history.meter = meter
-    state = RunState(model=model, strategy=strategy, meter=meter, history=history,
+    driver = RoundDriver(strategy, num_domains=m, head=model.head, meter=meter, tap_memory_mib=cfg.tap_memory,
+                         tap_sums=cfg.tap_sums, seed=cfg.seed, ranks=ranks, device=device)
+    history.tap_accumulator = driver.describe_tap()
+    state = RunState(model=model, driver=driver, meter=meter, history=history,
                      optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                                  betas=(0.9, 0.95)),
-                     sampler=MixtureSampler(train_split.domain_ids, m, seed=cfg.seed),
+                     # Every rank draws the whole global batch (one unit) and trains on its slice.
+                     sampler=MixtureSampler(train_split.domain_ids, m, batch_size=cfg.batch_size // ranks.world_size,
+                                            world_size=ranks.world_size, rank=None, seed=cfg.seed),
                      probe_rng=np.random.default_rng([cfg.seed, 1]))
-    wants = strategy.signals   # only the signals the strategy asked for are computed
-    tap = _tap(model.head, m, meter, cfg, halves=Signal.DOMAIN_GRADIENT_HALVES in wants) \
-        if wants & {Signal.DOMAIN_GRADIENTS, Signal.DOMAIN_GRADIENT_HALVES} else None
-    history.tap_accumulator = _describe(tap)
-    checkpointer = Checkpointer(checkpoints, state, tap, ranks)
+    checkpointer = Checkpointer(checkpoints, state, ranks)
     resumed = checkpointer.restore()   # a resumed run goes on from its checkpoint's state, bit for bit
-    bar = ProgressBar(cfg.steps, cfg.num_rounds, desc=type(strategy).__name__, enabled=progress and ranks.writer,
-                      done=state.step)
-    callbacks = [bar, *callbacks]
+    callbacks = [ProgressBar(cfg.steps, cfg.num_rounds, desc=type(strategy).__name__,
+                             enabled=progress and ranks.writer, done=state.step), *callbacks]
     session = TrainingSession(RunSetup(cfg=cfg, workload=workload, train_split=train_split, eval_split=eval_split,
-                                       device=device, num_domains=m, tap=tap, ranks=ranks), state, callbacks)
+                                       device=device, num_domains=m, ranks=ranks), state, callbacks)
     probe = RunProbe(meter, session)
-    # Evaluations a strategy needs are its overhead; otherwise they are reporting only.
-    round_eval_category = "strategy" if Signal.EVAL_LOSSES in wants else "eval"
 
     try:
         model.train()
         if not resumed:   # a resumed run's p_0, initial evaluation and prepared strategy are in the checkpoint
-            # -- the strategy starts: p_0 ---------------------------------------------------------------
             ctx = RunContext(domains=domains, train_sizes=data.sizes("train"), eval_proportions=q,
                              total_steps=cfg.steps, steps_per_round=cfg.steps_per_round, seed=cfg.seed)
-            with meter.timed("strategy", "start"):
-                try:
-                    state.mixture = Mixture(strategy.start(ctx), num_domains=m)
-                except ValueError as exc:  # hyperparameters that do not fit this run (e.g. probe size)
-                    raise MixbenchError(str(exc)) from None
-
+            driver.start(ctx)
             # The untrained model's losses, before prepare() may train it (Aioli's first LearnParams).
-            initial = session.evaluate("eval", "initial_eval")
-            history.initial_eval_losses = initial.losses.tolist()
-            history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
-            history.initial_eval_metrics = dict(initial.metrics)
-            history.initial_reference_eval_loss, history.initial_reference_eval_losses = reference_losses(initial)
-
-            with meter.timed("strategy", "prepare"):
-                try:
-                    state.mixture = Mixture(strategy.prepare(probe) or state.mixture, num_domains=m)
-                except ValueError as exc:
-                    raise MixbenchError(str(exc)) from None
+            _record_initial(history, session.evaluate("eval", "initial_eval"), q, scoring)
+            driver.prepare(probe)
 
         # -- the loop: rounds of K steps, the mixture updated at each round end ------------------
         state.clock_start = time.perf_counter() - history.seconds   # resumed: the clock goes on from the checkpoint's
@@ -146,47 +114,14 @@ def train(
             round_start = time.perf_counter()
             round_end = min((round_index + 1) * cfg.steps_per_round, cfg.steps)
             while state.step < round_end:  # a probe in the last update may already have taken some
-                with checkpointer.around_step(round_end):        # Ctrl-C waits for the step, then checkpoints
-                    result = session.train_step(state.mixture)   # sample → tap → forward/backward → step
-                    session.record(result)                       # history, strategy.observe_step, callbacks
-            done = state.take_round_steps()
-            counts = _per_domain([r.domains for r in done], m)
-
-            # --eval-every R skips the reporting evaluations in between; never the last round's,
-            # nor those a strategy reads.
-            last = state.step >= cfg.steps
-            evaluated = last or Signal.EVAL_LOSSES in wants or (round_index + 1) % cfg.eval_every == 0
-            evaluation = session.evaluate(round_eval_category if not last else "eval") if evaluated else None
-            eval_losses = evaluation.losses if evaluated else np.full(m, np.nan)
-            record = RoundRecord(
-                round_index=round_index, step=state.step, mixture=state.mixture.tolist(), counts=counts.tolist(),
-                eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, q) if evaluated else NAN,
-                train_loss=float(np.mean([r.loss for r in done])) if done else NAN,
-                seconds=time.perf_counter() - round_start, evaluated=evaluated,
-                **(_metrics_of(evaluation) if evaluated else {}),
-            )
-            if evaluated:
-                record.reference_eval_loss, record.reference_eval_losses = reference_losses(evaluation)
-            history.rounds.append(record)  # recorded before the update: a failing update loses nothing
-            for callback in callbacks:
-                callback.on_round(record)
-
-            if state.step < cfg.steps:  # after the last round there is no next mixture to choose
-                feedback = RoundFeedback(
-                    round_index=round_index, step=state.step, mixture=state.mixture, counts=counts,
-                    domain_gradients=_round_gradients(tap, ranks, meter),
-                    eval_losses=eval_losses if Signal.EVAL_LOSSES in wants else None,
-                    train_losses=_train_losses(done, m) if Signal.TRAIN_LOSSES in wants else None,
-                )
-                with meter.timed("strategy", "update"):
-                    state.mixture = Mixture(strategy.update(feedback, probe), num_domains=m)
-            history.final_mixture = state.mixture.tolist()
+                with checkpointer.around_step(round_end):         # Ctrl-C waits for the step, then checkpoints
+                    session.record(session.train_step(driver.mixture))   # sample → forward/backward → step
+            _end_round(session, probe, scoring, round_index, round_start)
             checkpointer.save()   # the round is over: a resume starts the next one
     finally:
         for callback in callbacks:
             callback.close()
-        if tap is not None:
-            tap.remove()
+        driver.close()
         if state.clock_start is not None:
             history.seconds = time.perf_counter() - state.clock_start
         history.shape = RunShape(num_params=history.num_params, train_tokens=history.tokens_trained,
@@ -196,38 +131,73 @@ def train(
     return history
 
 
-def _tap(head: torch.nn.Module, m: int, meter: Meter, cfg: TrainConfig, halves: bool = False) -> GradientTap:
-    """The gradient tap on the model's head, with exact per-domain sums if they fit
-    `cfg.tap_memory`, else sketched ones; with `halves`, over two halves of each domain."""
-    if not isinstance(head, torch.nn.Linear):
-        raise MixbenchError(f"the gradient tap needs an nn.Linear final layer, got {type(head).__name__}")
-    accumulator = make_accumulator(m, tuple(head.weight.shape), head.weight.device, cfg.tap_memory, seed=cfg.seed,
-                                   halves=halves, mode=cfg.tap_sums)
-    if accumulator.sketched and cfg.tap_sums == "auto":
-        slots = 2 * m if halves else m
-        log.warning("the exact per-domain gradient sums would take %.1f MiB (over --tap-memory %g): sketching "
-                    "them in %.1f MiB", exact_bytes(slots, tuple(head.weight.shape)) / MIB, cfg.tap_memory,
-                    accumulator.nbytes / MIB)
-    return GradientTap(head, m, meter, accumulator=accumulator)
+def _end_round(session: TrainingSession, probe: RunProbe, scoring: ReferenceScoring, round_index: int,
+               round_start: float) -> None:
+    """Close the round: evaluate (the last round, every --eval-every, and every round for a
+    strategy that reads eval losses), record it, then have the strategy choose the next mixture."""
+    state, cfg, driver, history = session.state, session.setup.cfg, session.state.driver, session.state.history
+    last = state.step >= cfg.steps
+    totals = driver.close_round(update=not last)
+    evaluated = last or driver.needs_eval_losses or (round_index + 1) % cfg.eval_every == 0
+    # Evaluations a strategy needs are its overhead; otherwise they are reporting only.
+    category = "strategy" if driver.needs_eval_losses and not last else "eval"
+    evaluation = session.evaluate(category) if evaluated else None
+    eval_losses = evaluation.losses if evaluated else np.full(driver.num_domains, np.nan)
+    first_step = history.rounds[-1].step if history.rounds else 0   # one train loss per step of the run's model
+    record = RoundRecord(
+        round_index=round_index, step=state.step, mixture=driver.mixture.tolist(), counts=totals.counts.tolist(),
+        eval_losses=eval_losses.tolist(), mean_eval_loss=weighted_mean(eval_losses, scoring.q) if evaluated else NAN,
+        train_loss=float(np.mean(history.train_losses[first_step:])) if state.step > first_step else NAN,
+        seconds=time.perf_counter() - round_start, evaluated=evaluated,
+        **(_metrics_of(evaluation) if evaluated else {}),
+    )
+    if evaluated:
+        record.reference_eval_loss, record.reference_eval_losses = scoring.losses(evaluation)
+    history.rounds.append(record)  # recorded before the update: a failing update loses nothing
+    for callback in session.callbacks:
+        callback.on_round(record)
+    if not last:  # after the last round there is no next mixture to choose
+        driver.update(totals, round_index=round_index, step=state.step, probe=probe,
+                      eval_losses=eval_losses if driver.needs_eval_losses else None)
+    history.final_mixture = driver.mixture.tolist()
 
 
-def _round_gradients(tap: GradientTap | None, ranks: SingleProcess, meter: Meter) -> DomainGradients | None:
-    """The round's per-domain gradient sums and counts, summed over the ranks first (R&B's only
-    communication, metered as tap/allreduce); the tap starts the next round from zero."""
-    if tap is None:
-        return None
-    ranks.sum_(tap.accumulator.tensors(), meter, "tap", "allreduce")
-    return tap.snapshot_and_reset()
+class ReferenceScoring:
+    """The scored eval rows grouped by the task's original domains: the reference eval loss every
+    run of a task is compared on, whatever domains it trained on."""
+
+    def __init__(self, reference: EvalReference, groups: np.ndarray, q: np.ndarray):
+        self.reference, self.groups, self.q = reference, groups, q
+
+    @classmethod
+    def of(cls, reference: EvalReference | None, data: TaskData, eval_rows) -> ReferenceScoring:
+        reference = reference if reference is not None else EvalReference.of([e.domain for e in data.eval])
+        if len(reference.labels) != len(data.eval):
+            raise MixbenchError("the eval reference labels do not match the task's eval split")
+        return cls(reference, reference.labels[np.asarray(eval_rows, dtype=np.int64)], data.eval_proportions())
+
+    def losses(self, evaluation: Evaluation) -> tuple[float, list[float]]:
+        losses = evaluation.grouped(self.groups, len(self.reference.names))
+        return weighted_mean(losses, self.reference.proportions), losses.tolist()
 
 
-def _describe(tap: GradientTap | None) -> str:
-    if tap is None:
-        return ""
-    acc = tap.accumulator
-    halves = isinstance(acc, HalvesAccumulator)
-    inner, unit = (acc.inner, "per domain half") if halves else (acc, "per domain")
-    kind = f"sketched, {inner.rows} × {inner.shape[1]} {unit}" if inner.sketched else f"exact, {unit}"
-    return f"{kind}, {acc.nbytes / MIB:.1f} MiB"
+def _describe(history: RunHistory, data: TaskData, q: np.ndarray, scoring: ReferenceScoring, eval_rows,
+              num_params: int, device: torch.device, ranks: SingleProcess) -> None:
+    """What the run trains on, set up before training (a resume checks it against its checkpoint's)."""
+    history.domains, history.eval_proportions = data.domains, q.tolist()
+    history.reference_domains = scoring.reference.names
+    history.reference_proportions = scoring.reference.proportions.tolist()
+    history.eval_rows = [int(i) for i in eval_rows]
+    history.num_params = num_params
+    history.device = str(device)
+    history.world_size = ranks.world_size
+
+
+def _record_initial(history: RunHistory, initial: Evaluation, q: np.ndarray, scoring: ReferenceScoring) -> None:
+    history.initial_eval_losses = initial.losses.tolist()
+    history.initial_mean_eval_loss = weighted_mean(initial.losses, q)
+    history.initial_eval_metrics = dict(initial.metrics)
+    history.initial_reference_eval_loss, history.initial_reference_eval_losses = scoring.losses(initial)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -245,24 +215,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _per_domain(batch_domains: list[np.ndarray], m: int) -> np.ndarray:
-    return np.bincount(np.concatenate(batch_domains), minlength=m) if batch_domains else np.zeros(m, np.int64)
-
-
-def _train_losses(steps: list[StepResult], m: int) -> np.ndarray:
-    """(m,) token-weighted mean train loss per domain over the round; NaN where none was drawn."""
-    loss, tokens = np.zeros(m), np.zeros(m)
-    for r in steps:
-        np.add.at(loss, r.domains, r.row_loss)
-        np.add.at(tokens, r.domains, r.row_weight)
-    return _safe_ratio(loss, tokens)
-
-
 def _metrics_of(evaluation: Evaluation) -> dict:
     return {"eval_metrics": dict(evaluation.metrics),
             "domain_eval_metrics": {k: v.tolist() for k, v in evaluation.domain_metrics.items()}}
-
-
-def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)

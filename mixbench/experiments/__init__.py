@@ -1,6 +1,8 @@
 """Experiments: what a user runs and reads, built on the engine.
 
-    run.py          one run: task → (regroup) → train → results JSON + MLflow
+    settings.py     a run's settings as one frozen object (RunSettings), a grid's (GridSettings)
+    run.py          one run: task → (regroup) → train → results JSON + MLflow → its RunResult
+    outcomes.py     how a run, grid or protocol ends short of its result: typed exceptions
     run_summary.py  what `mixbench run` prints at the end
     compare.py      a grid of (strategy, domains, seed) cells, resumable
     parallel_cells.py  compare --jobs N: cells side by side, one process each
@@ -11,6 +13,6 @@
     plots.py        the figures
     tracking.py     MLflow
     regroup.py      what `mixbench regroup` prints, saves and logs
-    repro.py        the fixed-seed golden-file check (tox -e repro)
+    repro.py        the fixed-seed golden-file check (`mixbench repro`, tox -e repro)
     paper/          `mixbench paper`: the R&B paper's experiments and their report
 """

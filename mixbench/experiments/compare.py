@@ -9,6 +9,7 @@ so the grid's state is the files on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,35 +17,11 @@ from pathlib import Path
 import click
 
 from mixbench.errors import MixbenchError
-from mixbench.experiments.parallel_cells import cell_spec, run_cells, threads_per_job
-from mixbench.experiments.results import RunResult, result_path
-from mixbench.regroup import DomainSpec
+from mixbench.experiments.outcomes import GridInterrupted, RunDiverged
+from mixbench.experiments.parallel_cells import run_cells, threads_per_job
+from mixbench.experiments.results import RunResult
+from mixbench.experiments.settings import GridSettings, RunSettings
 from mixbench.storage.atomic import json_safe
-
-
-@dataclass(frozen=True)
-class Cell:
-    algo: str
-    domains: DomainSpec
-    seed: int
-
-
-def parse_list(text: str, what: str) -> list[str]:
-    """The comma-separated names in `text`, each once, in their first order."""
-    items = list(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
-    if not items:
-        raise MixbenchError(f"--{what} is empty")
-    return items
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in parse_list(text, "seeds")]
-    except ValueError:
-        raise MixbenchError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if len(set(seeds)) != len(seeds):
-        raise MixbenchError(f"--seeds has duplicates: {text!r}")
-    return seeds
 
 
 @dataclass(frozen=True)
@@ -57,6 +34,11 @@ class CellSettings:
     embedder: str | None   # for regrouped domains: the identity of the embedder that made them (its
                            # options included: a changed default re-makes the domains)
     task_version: str
+
+    @classmethod
+    def of(cls, cell: RunSettings, task_version: str, embedder_identity: str | None) -> CellSettings:
+        return cls(config=cell.config.to_dict(), params=dict(cell.params), task_version=task_version,
+                   embedder=embedder_identity if cell.domains.method == "regroup" else None)
 
     def differences(self, result: RunResult) -> list[str]:
         """The settings `result` ran with that are not these (empty: the cell can be reused)."""
@@ -97,95 +79,54 @@ def done(path: Path, settings: CellSettings, keep: bool) -> bool:
     return not changed
 
 
-def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None, seeds: list[int], out_dir: Path,
-             overrides: dict, embedder_name: str, hyperparameters: dict | None = None, use_mlflow: bool,
-             experiment: str, progress: bool, keep_cells: bool = False, checkpoint_every: int | None = None,
-             keep_checkpoints: int = 1, jobs: int = 1) -> Grid:
+def run_grid(settings: GridSettings) -> Grid:
     """Run every missing cell; returns the grid's result paths and the cells that failed (a
-    strategy that crashes fails its cell; the other cells still run). `overrides` are
-    training settings on top of the task's budget (the seed comes from the cell);
-    `hyperparameters` {algo: {name: value}} those of the strategies. A finished cell made with
-    other settings is rerun, or with `keep_cells` refused. A cell that was interrupted goes on
-    from its checkpoint if it has one made with the same settings. `jobs` cells run at a time."""
+    strategy that crashes fails its cell; a cell that diverges is recorded so; the other cells
+    still run). A finished cell made with other settings is rerun, or with `keep_cells` refused.
+    A cell that was interrupted goes on from its checkpoint if it has one made with the same
+    settings. `jobs` cells run at a time. Interrupted, it raises GridInterrupted carrying the
+    grid so far; a bad input is a MixbenchError, raised before any cell runs."""
     from mixbench import registry
-    from mixbench.experiments.checkpoints import WHEN_POSSIBLE
-    from mixbench.experiments.run import EXIT_DIVERGED, RunRequest, execute
+    from mixbench.experiments.run import run
     from mixbench.storage.atomic import check_writable
 
-    if jobs < 1:
-        raise MixbenchError(f"--jobs must be at least 1, got {jobs}")
-    strategy_classes = {algo: registry.strategies.get(algo) for algo in algos}  # unknown names fail here
-    hyperparameters = hyperparameters or {}
-    # A bad hyperparameter fails here, before any cell runs.
-    strategies = {a: cls(**hyperparameters.get(a, {})) for a, cls in strategy_classes.items()}
-    for strategy in strategies.values():
-        try:
-            strategy.check_params()
-        except ValueError as exc:
-            raise MixbenchError(str(exc)) from None
-    task = registry.tasks.create(task_name)
-    config = task.budget.override(**overrides)   # a bad setting fails here, before any cell runs
-    # Without --domains each algo runs on its own default (regroup for rnb, original otherwise).
-    specs = {a: [DomainSpec.parse(d) for d in (domain_specs or [strategy_classes[a].default_domains])]
-             for a in algos}
-    cells = [Cell(a, d, s) for a in algos for d in specs[a] for s in seeds]
-    paths = [result_path(out_dir, task_name, c.algo, c.domains.label, c.seed) for c in cells]
-    check_writable(Path(out_dir) / task_name)
-    version = task.info().version
-    embedder_identity = registry.embedders.create(embedder_name).identity() \
+    cells = settings.cells()   # every name, hyperparameter and training setting checked here
+    paths = [cell.result_path for cell in cells]
+    check_writable(settings.out_dir / settings.task)
+    version = registry.tasks.create(settings.task).info().version
+    embedder_identity = registry.embedders.create(settings.embedder).identity() \
         if any(c.domains.method == "regroup" for c in cells) else None
-
-    def settings(cell: Cell) -> CellSettings:
-        return CellSettings(config=config.override(seed=cell.seed).to_dict(),
-                            params=strategies[cell.algo].get_params(),
-                            embedder=embedder_identity if cell.domains.method == "regroup" else None,
-                            task_version=version)
-
-    todo = [(c, p) for c, p in zip(cells, paths) if not done(p, settings(c), keep_cells)]
-    jobs = min(jobs, max(1, len(todo)))
+    todo = [c for c in cells if not done(c.result_path, CellSettings.of(c, version, embedder_identity),
+                                         settings.keep_cells)]
+    jobs = min(settings.jobs, max(1, len(todo)))
     threads = threads_per_job(jobs)
     at_once = f", {jobs} at a time ({threads} thread{'s' if threads > 1 else ''} each)" if jobs > 1 else ""
-    click.echo(f"compare {task_name}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
+    click.echo(f"compare {settings.task}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
                f"{len(todo)} to run{at_once}", err=True)
-    parent = _parent_tracker(task_name, algos, domain_specs or ["default"], seeds, experiment) \
-        if use_mlflow and todo else None
+    parent = _parent_tracker(settings) if settings.tracking.enabled and todo else None
     # The cells are tracked as the parent's children; if the parent could not start, neither would
     # they (one warning said so), and the grid runs untracked.
-    cells_tracked = parent is not None and parent.active
-    embedders, failed = {}, []
+    tracked = parent is not None and parent.active
+    tracking = dataclasses.replace(settings.tracking, enabled=tracked, parent_run_id=parent.run_id if tracked else None)
+    todo = [dataclasses.replace(c, tracking=tracking) for c in todo]
+    failed = []
     try:
         if jobs > 1:
-            _regroup_once(task, [c for c, _ in todo], embedder_name, progress)
-            failed += run_cells([(_name(c), cell_spec(
-                algo=c.algo, params=strategies[c.algo].get_params(), task_name=task_name,
-                config=config.override(seed=c.seed).to_dict(), out_dir=out_dir, use_mlflow=cells_tracked,
-                experiment=experiment, parent_run_id=parent.run_id if cells_tracked else None, domains=c.domains,
-                embedder_name=embedder_name, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints),
-                path) for c, path in todo], jobs)
+            _regroup_once(todo, settings.progress)
+            failed += run_cells([dataclasses.replace(c, progress=False) for c in todo], [_name(c) for c in todo], jobs)
             todo = []   # all run: the loop below is the one-at-a-time path
-        for i, (cell, _) in enumerate(todo, 1):
-            click.echo(f"[{i}/{len(todo)}] {cell.algo} · {cell.domains.label} · seed {cell.seed}", err=True)
-            strategy = strategy_classes[cell.algo](**hyperparameters.get(cell.algo, {}))
-            if cell.domains.method == "regroup" and embedder_name not in embedders:
-                embedders[embedder_name] = registry.embedders.create(embedder_name)
+        for i, cell in enumerate(todo, 1):
+            click.echo(f"[{i}/{len(todo)}] {_name(cell)}", err=True)
             try:
-                code = execute(RunRequest(
-                    algo=cell.algo, strategy=strategy, task_name=task_name, task=task,
-                    config=config.override(seed=cell.seed), out_dir=out_dir, use_mlflow=cells_tracked,
-                    experiment=experiment, progress=progress, domains=cell.domains,
-                    embedder_name=embedder_name, embedder=embedders.get(embedder_name),
-                    parent_run_id=parent.run_id if cells_tracked else None, quiet=True, resume=WHEN_POSSIBLE,
-                    checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints))
+                run(cell)
+            except RunDiverged:   # recorded as diverged; the other cells still run
+                click.echo(f"  {cell.algo} · seed {cell.config.seed} diverged (see its results file); going on",
+                           err=True)
             except MixbenchError:
                 raise
             except Exception as exc:   # a bug in the strategy (or below): this cell fails, the rest run
-                failed.append(f"{cell.algo} · {cell.domains.label} · seed {cell.seed}: {type(exc).__name__}: {exc}")
+                failed.append(f"{_name(cell)}: {type(exc).__name__}: {exc}")
                 click.echo(f"  failed: {failed[-1]}; going on", err=True)
-                continue
-            if code == EXIT_DIVERGED:   # recorded as diverged; the other cells still run
-                click.echo(f"  {cell.algo} · seed {cell.seed} diverged (see its results file); going on", err=True)
-            elif code != 0:
-                raise KeyboardInterrupt
         if parent is not None:
             _log_summary(parent, paths)
             parent.finish("FINISHED")
@@ -194,7 +135,7 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
             parent.finish("KILLED")
         click.echo("compare interrupted: finished cells are kept; rerun the same command to finish the rest",
                    err=True)
-        raise SystemExit(130) from None
+        raise GridInterrupted(Grid(paths=paths, failed=failed)) from None
     except BaseException:   # whatever ends the grid, its MLflow run is not left RUNNING
         if parent is not None:
             parent.finish("FAILED")
@@ -202,21 +143,21 @@ def run_grid(*, task_name: str, algos: list[str], domain_specs: list[str] | None
     return Grid(paths=paths, failed=failed)
 
 
-def _name(cell: Cell) -> str:
-    return f"{cell.algo} · {cell.domains.label} · seed {cell.seed}"
+def _name(cell: RunSettings) -> str:
+    return f"{cell.algo} · {cell.domains.label} · seed {cell.config.seed}"
 
 
-def _regroup_once(task, cells: list[Cell], embedder_name: str, progress: bool) -> None:
+def _regroup_once(cells: list[RunSettings], progress: bool) -> None:
     """Make each regrouping the cells need once, here, before they start: side by side they
     would all embed the task at once; now they read it from the cache."""
-    from mixbench import registry
     from mixbench.regroup import regroup
 
-    specs = list(dict.fromkeys(c.domains for c in cells if c.domains.method == "regroup"))
-    if not specs:
+    regrouped = [c for c in cells if c.domains.method == "regroup"]
+    if not regrouped:
         return
-    data, info, embedder = task.load(), task.info(), registry.embedders.create(embedder_name)
-    for spec in specs:
+    task, embedder = regrouped[0].create_task(), regrouped[0].create_embedder()   # one task and embedder a grid
+    data, info = task.load(), task.info()
+    for spec in dict.fromkeys(c.domains for c in regrouped):
         regroup(data, info, embedder, list(spec.ks), seed=0, progress=progress)
 
 
@@ -249,11 +190,13 @@ def _log_summary(parent, paths: list[Path]) -> None:
     parent.log_figure(plot_curves(results), "eval_loss.png")
 
 
-def _parent_tracker(task_name, algos, domain_specs, seeds, experiment):
+def _parent_tracker(settings: GridSettings):
     from mixbench.experiments.tracking import MlflowTracker
 
-    tracker = MlflowTracker(experiment=experiment, run_name=f"compare-{task_name}",
-                            tags={"mixbench.kind": "compare", "mixbench.task": task_name})
-    tracker.log_params({"task": task_name, "algos": ",".join(algos), "domains": ",".join(domain_specs),
-                        "seeds": ",".join(map(str, seeds))})
+    tracker = MlflowTracker(experiment=settings.tracking.experiment, tracking_uri=settings.tracking.uri,
+                            run_name=f"compare-{settings.task}",
+                            tags={"mixbench.kind": "compare", "mixbench.task": settings.task})
+    tracker.log_params({"task": settings.task, "algos": ",".join(settings.algos),
+                        "domains": ",".join(settings.domains or ["default"]),
+                        "seeds": ",".join(map(str, settings.seeds))})
     return tracker

@@ -1,12 +1,16 @@
 """`mixbench compare --jobs N`: a grid's cells run N at a time, each in its own process.
 
-Each cell is `mixbench compare-cell SPEC` (a hidden command: the same `execute` a sequential
-compare calls, so a cell resumes from its checkpoint as before), with its share of the CPU's
-threads (OMP_NUM_THREADS and torch.set_num_threads = cores // N) and its output in a log beside
-its results (seed<N>.log). The console gets one line per finished cell. A cell that fails, for
-whatever reason, is reported and the others go on. Ctrl-C (or SIGTERM) stops every cell: each
-saves its record and checkpoint as an interrupted run does, and the grid resumes on the next
-`compare`.
+Each cell is `mixbench compare-cell SPEC` (a hidden command running the same `run` a sequential
+compare calls, with the cell's RunSettings as JSON, so a cell resumes from its checkpoint as
+before), with its share of the CPU's threads (OMP_NUM_THREADS and torch.set_num_threads = cores
+// N) and its output in a log beside its results (seed<N>.log). The console gets one line per
+finished cell. A cell that fails, for whatever reason, is reported and the others go on. Ctrl-C
+(or SIGTERM) stops every cell: each saves its record and checkpoint as an interrupted run does,
+and the grid resumes on the next `compare`.
+
+How a cell ended is read from what it left, not from how its process exited: the results JSON
+it wrote (its status) and, for a cell that wrote none, whether its process succeeded and the last
+`error:` line of its log.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import click
 
 from mixbench.errors import MixbenchError
 from mixbench.experiments.results import RunResult
+from mixbench.experiments.settings import RunSettings
 
 # The hidden command a cell runs as (mixbench/cli/compare.py).
 CELL_COMMAND = [sys.executable, "-m", "mixbench", "compare-cell"]
-EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 3, 2, 130
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 5.0   # after Ctrl-C, how long cells have to stop by themselves before they are told
 
@@ -36,21 +40,57 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
+def cell_spec(settings: RunSettings, threads: int) -> str:
+    """The argument of `mixbench compare-cell`: the cell's settings and its share of the threads."""
+    return json.dumps({"settings": settings.to_dict(), "threads": threads})
+
+
+def read_cell_spec(spec: str) -> tuple[RunSettings, int]:
+    """`cell_spec`'s settings and threads, in the cell's own process."""
+    try:
+        values = json.loads(spec)
+        return RunSettings.from_dict(values["settings"]), int(values["threads"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MixbenchError(f"malformed cell spec ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class _FileStamp:
+    """Which file is at a path, and as of when: results are written by renaming a new file over
+    the old, so a file written since has another stamp."""
+
+    inode: int
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, path: Path) -> _FileStamp | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return cls(stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 @dataclass
 class _Running:
     name: str
-    spec: dict
     results: Path
     log: Path
     process: subprocess.Popen
+    before: _FileStamp | None   # the results file there when the cell started (an earlier run's)
     started: float = field(default_factory=time.perf_counter)
 
+    def wrote_results(self) -> bool:
+        """Whether this cell's process wrote the results file (not an earlier run of the cell)."""
+        return _FileStamp.of(self.results) not in (None, self.before)
 
-def run_cells(cells: list[tuple[str, dict, Path]], jobs: int) -> list[str]:
-    """Run each (name, spec, results path) cell, `jobs` at a time; returns the failed cells, each
-    with its reason. Raises KeyboardInterrupt once every cell has stopped, if interrupted."""
+
+def run_cells(cells: list[RunSettings], names: list[str], jobs: int) -> list[str]:
+    """Run each cell (named by `names`), `jobs` at a time; returns the failed cells, each with its
+    reason. Raises KeyboardInterrupt once every cell has stopped, if interrupted."""
     threads = threads_per_job(jobs)
-    queue, running, failed = list(cells), [], []
+    queue, running, failed = list(zip(cells, names)), [], []
     done = 0
     try:
         while queue or running:
@@ -60,42 +100,51 @@ def run_cells(cells: list[tuple[str, dict, Path]], jobs: int) -> list[str]:
             for cell in [c for c in running if c.process.poll() is not None]:
                 running.remove(cell)
                 done += 1
-                line, failure = _outcome(cell)
+                line, failure = _outcome(cell, stopping=False)
                 click.echo(f"[{done}/{len(cells)}] {cell.name}: {line}", err=True)
                 if failure:
                     failed.append(f"{cell.name}: {failure}")
     except KeyboardInterrupt:
         _stop(running)
         for cell in running:
-            click.echo(f"  {cell.name}: {_outcome(cell)[0]}", err=True)
+            click.echo(f"  {cell.name}: {_outcome(cell, stopping=True)[0]}", err=True)
         raise
     return failed
 
 
-def _start(name: str, spec: dict, results: Path, threads: int) -> _Running:
+def _start(settings: RunSettings, name: str, threads: int) -> _Running:
+    results = settings.result_path
     log = results.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    before = _FileStamp.of(results)
     with open(log, "w") as out:   # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([*CELL_COMMAND, json.dumps({**spec, "threads": threads})], stdout=out,
+        process = subprocess.Popen([*CELL_COMMAND, cell_spec(settings, threads)], stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    return _Running(name, spec, results, log, process)
+    return _Running(name, results, log, process, before)
 
 
-def _outcome(cell: _Running) -> tuple[str, str | None]:
-    """(what the cell's line says, why it failed or None)."""
-    code, seconds = cell.process.returncode, time.perf_counter() - cell.started
-    if code == 0:
+def _outcome(cell: _Running, stopping: bool) -> tuple[str, str | None]:
+    """(what the cell's line says, why it failed or None). `stopping`: the grid was interrupted,
+    and told its cells to stop."""
+    seconds, succeeded = time.perf_counter() - cell.started, cell.process.returncode == 0
+    result, unreadable = None, "it wrote none"
+    if cell.wrote_results():
         try:
-            loss = RunResult.load(cell.results).final_loss
-            return f"finished, final loss {loss:.4f} ({seconds:.0f} s)", None
+            result = RunResult.load(cell.results)
         except MixbenchError as exc:
-            return f"finished, but its results cannot be read ({exc})", str(exc)
-    if code == EXIT_DIVERGED:
+            unreadable = str(exc)
+    status = result.status if result is not None else None
+    if status == "finished" and succeeded:
+        return f"finished, final loss {result.final_loss:.4f} ({seconds:.0f} s)", None
+    if status == "diverged":
         return f"diverged (see {cell.results})", None
-    if code == EXIT_INTERRUPTED or code == -signal.SIGINT:
+    if status == "interrupted" or (stopping and result is None and not succeeded):
         return "interrupted: its record and checkpoint are kept; rerun compare to resume it", "interrupted"
-    reason = _last_line(cell.log) or f"exit code {code}"
+    if succeeded and result is None:
+        return f"finished, but its results cannot be read ({unreadable})", unreadable
+    reason = (_last_line(cell.log, "error:") or (result.error if result is not None else None)
+              or _last_line(cell.log) or f"exit code {cell.process.returncode}")
     return f"failed: {reason} (log: {cell.log})", reason
 
 
@@ -118,42 +167,10 @@ def _stop(running: list[_Running]) -> None:
                 continue
 
 
-def _last_line(path: Path) -> str:
+def _last_line(path: Path, prefix: str = "") -> str:
+    """The last non-empty line of the log at `path` that starts with `prefix` ("" if none)."""
     try:
         lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or [""])[-1]
-
-
-def cell_spec(*, algo: str, params: dict, task_name: str, config: dict, out_dir: Path, use_mlflow: bool,
-              experiment: str, parent_run_id: str | None, domains, embedder_name: str,
-              checkpoint_every: int | None, keep_checkpoints: int) -> dict:
-    """What a cell's process needs to rebuild its RunRequest: plain JSON."""
-    from mixbench.storage.atomic import json_safe
-
-    return json_safe({"algo": algo, "params": params, "task": task_name, "config": config, "out": str(out_dir),
-                      "mlflow": use_mlflow, "experiment": experiment, "parent": parent_run_id,
-                      "domains": {"method": domains.method, "ks": list(domains.ks)}, "embedder": embedder_name,
-                      "checkpoint_every": checkpoint_every, "keep_checkpoints": keep_checkpoints})
-
-
-def request_from_spec(spec: dict):
-    """The RunRequest of a cell, in its own process: resumed from its checkpoint when it can be,
-    as a sequential compare does."""
-    from mixbench import registry
-    from mixbench.config import TrainConfig
-    from mixbench.experiments.checkpoints import WHEN_POSSIBLE
-    from mixbench.experiments.run import RunRequest
-    from mixbench.regroup import DomainSpec
-
-    domains = DomainSpec(spec["domains"]["method"], tuple(spec["domains"]["ks"]))
-    return RunRequest(
-        algo=spec["algo"], strategy=registry.strategies.get(spec["algo"])(**spec["params"]),
-        task_name=spec["task"], task=registry.tasks.create(spec["task"]), config=TrainConfig.from_dict(spec["config"]),
-        out_dir=Path(spec["out"]), use_mlflow=spec["mlflow"], experiment=spec["experiment"], progress=False,
-        domains=domains, embedder_name=spec["embedder"],
-        embedder=registry.embedders.create(spec["embedder"]) if domains.method == "regroup" else None,
-        parent_run_id=spec["parent"], quiet=True, resume=WHEN_POSSIBLE,
-        checkpoint_every=spec["checkpoint_every"], keep_checkpoints=spec["keep_checkpoints"])
+    return next((line for line in reversed(lines) if line.startswith(prefix)), "")

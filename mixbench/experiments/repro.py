@@ -1,7 +1,7 @@
 """Fixed-seed reproduction check: rerun a small comparison and compare it with a golden file.
 
-    python -m mixbench.experiments.repro check results/repro_golden.json    # exit 1 on any difference
-    python -m mixbench.experiments.repro update results/repro_golden.json   # rewrite the golden file
+    mixbench repro check results/repro_golden.json    # exit 1 on any difference
+    mixbench repro update results/repro_golden.json   # rewrite the golden file
 
 The golden file records the torch/numpy versions and the platform it was made on. Results are
 deterministic for a seed on one CPU build; across builds float summation order can differ, so
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 from importlib.metadata import version
 from pathlib import Path
+
+from mixbench.errors import MixbenchError
 
 RTOL, ATOL = 1e-5, 1e-7
 ALGOS = ("stratified", "static", "rnb")
@@ -59,31 +60,15 @@ def environment() -> dict:
             "python": platform.python_version()}
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("check", "update"):
-        print("usage: python -m mixbench.experiments.repro check|update GOLDEN.json", file=sys.stderr)
-        return 2
-    path = Path(argv[1])
-    measured = measure()
-    if argv[0] == "update":
-        path.write_text(json.dumps({"environment": environment(), "overrides": OVERRIDES, "results": measured},
-                                   indent=1) + "\n")
-        print(f"wrote {path}")
-        return 0
+def write_golden(path: Path, measured: dict) -> None:
+    """A golden file of the numbers `measured`, with the settings and the environment they were made in."""
+    Path(path).write_text(json.dumps({"environment": environment(), "overrides": OVERRIDES, "results": measured},
+                                     indent=1) + "\n")
+
+
+def read_golden(path: Path) -> dict:
+    """The golden file at `path`; one that cannot be read is a MixbenchError naming it."""
     try:
-        golden = json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        print(f"error: cannot read golden file {path}: {exc}", file=sys.stderr)
-        return 2
-    if golden["environment"]["torch"] != environment()["torch"]:
-        print(f"note: golden made with torch {golden['environment']['torch']}, running {environment()['torch']}")
-    problems = compare(measured, golden)
-    for line in problems[:20]:
-        print(f"MISMATCH {line}")
-    print(f"repro: {'FAILED' if problems else 'ok'} ({len(problems)} differences; rtol {RTOL}, atol {ATOL}; "
-          f"golden from {golden['environment']['platform']})")
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        raise MixbenchError(f"cannot read golden file {path}: {exc}") from None

@@ -143,6 +143,24 @@ class MixtureTrajectory:
     final: list[float]                # the one the strategy chose last
 
 
+@dataclass(frozen=True)
+class MlflowRun:
+    """The MLflow run a result was mirrored in."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+
+
+@dataclass(frozen=True)
+class SavedTo:
+    """Where the process that ran a result saved it: its results JSON, and its MLflow run while
+    tracking worked."""
+
+    path: Path
+    mlflow: MlflowRun | None = None
+
+
 @dataclass
 class RunResult:
     status: str                       # finished | interrupted | failed | diverged
@@ -162,6 +180,9 @@ class RunResult:
     rounds: list[RoundRecord]
     train_losses: list[float]
     schema_version: int = SCHEMA_VERSION
+    # Set by the run that saved it (None: read from a file, or a process that saves nothing, such as
+    # a data-parallel run's other ranks). Not in the JSON: a file moves, and outlives its MLflow store.
+    saved_to: SavedTo | None = field(default=None, compare=False, repr=False)
 
     # -- what comparisons read -----------------------------------------------------------------
     @property
@@ -230,6 +251,7 @@ class RunResult:
 
     def to_json(self) -> dict:
         payload = dataclasses.asdict(self)
+        del payload["saved_to"]
         payload["domains"] = {k: v for k, v in payload["domains"].items() if v is not None}
         payload["overhead"] = self.overhead.to_dict() if self.overhead is not None else None
         return json_safe({"schema_version": payload.pop("schema_version"), **payload})

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from mixbench.experiments.results import RunResult, finite
+from mixbench.experiments.results import MlflowRun, RunResult, finite
 
 SHOWN_DOMAINS = 16    # more domains than this: the best and worst 6 are shown
 
 
-def print_summary(result: RunResult, path: Path, tracker=None) -> None:
+def print_summary(result: RunResult, path: Path, mlflow: MlflowRun | None = None) -> None:
     echo = click.echo
     m, domains, cfg = result.metrics, result.domains.names, result.config
     final_p = result.mixture.final or [math.nan] * len(domains)
@@ -50,9 +50,9 @@ def print_summary(result: RunResult, path: Path, tracker=None) -> None:
     if m.tap_accumulator:
         echo(f"gradient tap sums: {m.tap_accumulator}")
     echo(f"results: {path}")
-    if tracker is not None:
-        echo(f"mlflow: run {tracker.run_id} in experiment {tracker.experiment_id} at {tracker.tracking_uri}")
-        echo(f"        view with: mlflow ui --backend-store-uri {tracker.tracking_uri}")
+    if mlflow is not None:
+        echo(f"mlflow: run {mlflow.run_id} in experiment {mlflow.experiment_id} at {mlflow.tracking_uri}")
+        echo(f"        view with: mlflow ui --backend-store-uri {mlflow.tracking_uri}")
 
 
 def _communication_lines(result: RunResult) -> list[str]:

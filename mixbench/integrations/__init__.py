@@ -1,17 +1,20 @@
 """R&B in a user's own training: a Hugging Face Trainer callback, a plain-PyTorch mixer, the
 mixture-following sampler both use, and Regroup as a library call.
 
-    sampler.py     MixtureSampler: any map-style dataset, rank-aware, settable weights, exact resume
-    torch_loop.py  DomainMixer: the tap, the per-domain sums, the strategy and the sampler's mixture
+    torch_loop.py  DomainMixer: mixbench's round driver (the tap, the per-domain sums, the strategy)
+                   and the sampler's mixture around a user's own loop
     hf.py          MixingCallback and MixingTrainer (needs `pip install mixbench[hf]`)
     regroup.py     regroup_texts(): texts in, a domain per text out, cached as `mixbench regroup` caches
-    domains.py collate.py losses.py strategies.py distributed.py errors.py: what those share
+    domains.py collate.py losses.py strategies.py errors.py: what those share
+
+MixtureSampler (any map-style dataset, rank-aware, settable weights, exact resume) is the one
+sampler mixbench's own trainer draws through too (mixbench.engine.sampler), exported here.
 
 Nothing here is imported until used: `import mixbench.integrations` does not need transformers.
 """
 
 _EXPORTS = {
-    "MixtureSampler": "mixbench.integrations.sampler",
+    "MixtureSampler": "mixbench.engine.sampler",
     "DomainMixer": "mixbench.integrations.torch_loop",
     "RoundLog": "mixbench.integrations.torch_loop",
     "DOMAIN_IDS": "mixbench.integrations.collate",

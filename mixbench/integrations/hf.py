@@ -50,13 +50,13 @@ except ImportError as exc:
     raise MissingExtra(f"the Trainer integration needs transformers and accelerate ({exc}): "
                        f"pip install 'mixbench[hf]'") from None
 
+from mixbench.engine.distributed import current_ranks
 from mixbench.engine.meter import OVERHEAD_CATEGORIES
+from mixbench.engine.sampler import MixtureSampler
 from mixbench.integrations.collate import DOMAIN_IDS, DomainCollator
-from mixbench.integrations.distributed import sum_across_processes
 from mixbench.integrations.domains import DomainIndex, read_domain_column
 from mixbench.integrations.losses import causal_lm_example_losses, looks_like_causal_lm
-from mixbench.integrations.sampler import MixtureSampler
-from mixbench.integrations.strategies import check_signals, resolve_strategy
+from mixbench.integrations.strategies import check_served, resolve_strategy
 from mixbench.integrations.torch_loop import DEFAULT_TAP_MEMORY_MIB, DomainMixer, output_layer
 from mixbench.strategy import MixingStrategy, Signal
 
@@ -89,7 +89,8 @@ class MixingCallback(TrainerCallback):
         if not isinstance(steps_per_round, int) or steps_per_round < 1:
             raise IntegrationError(f"steps_per_round must be a positive integer, got {steps_per_round!r}")
         self.strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
-        resolve_strategy(strategy, strategy_params)   # a strategy that cannot run here is refused now
+        # A strategy that cannot run here is refused now (whether eval losses can be had is known at bind).
+        check_served(resolve_strategy(strategy, strategy_params), can_eval=True, name=self.strategy_name)
         self.strategy, self.strategy_params = strategy, strategy_params
         self.domain_column, self.steps_per_round = domain_column, steps_per_round
         self.eval_proportions, self.eval_every_round = eval_proportions, eval_every_round
@@ -118,7 +119,7 @@ class MixingCallback(TrainerCallback):
         self.q = self.index.eval_proportions(self.eval_proportions, eval_labels)
         self.has_eval_domains = eval_labels is not None
         probe_strategy = resolve_strategy(self.strategy, self.strategy_params)
-        check_signals(probe_strategy, can_eval=self.has_eval_domains, name=self.strategy_name)
+        check_served(probe_strategy, can_eval=self.has_eval_domains, name=self.strategy_name)
         if Signal.DOMAIN_GRADIENTS in probe_strategy.signals:
             output_layer(trainer.model.get_output_embeddings(),
                          f"the output layer of {type(trainer.model).__name__} (model.get_output_embeddings())")
@@ -283,7 +284,7 @@ class MixingCallback(TrainerCallback):
                     self.mixer.meter.add_flops(*self._eval_label(), 2.0 * trainer.model.num_parameters() * tokens)
         finally:
             model.train(was_training)
-        sum_across_processes([sums, weights])
+        current_ranks().sum_([sums, weights], self.mixer.meter, *self._eval_label())
         sums, weights = sums.cpu().numpy(), weights.cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(weights > 0, sums / weights, np.nan)

@@ -32,20 +32,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from mixbench.engine.accumulator import make_accumulator
 from mixbench.engine.codec import decode, encode
+from mixbench.engine.distributed import current_ranks
 from mixbench.engine.meter import Meter
-from mixbench.engine.tap import GradientTap
+from mixbench.engine.rounds import GRADIENT_SIGNALS, RoundDriver
+from mixbench.engine.sampler import MixtureSampler
+from mixbench.errors import MixbenchError
 from mixbench.integrations.collate import DomainCollator
-from mixbench.integrations.distributed import sum_across_processes, world
 from mixbench.integrations.domains import DomainIndex
 from mixbench.integrations.errors import IntegrationError
-from mixbench.integrations.sampler import MixtureSampler
-from mixbench.integrations.strategies import IntegrationProbe, check_signals, resolve_strategy
+from mixbench.integrations.strategies import IntegrationProbe, check_served, resolve_strategy
 from mixbench.mixture import Mixture
-from mixbench.strategy import MixingStrategy, RoundFeedback, RunContext, Signal
+from mixbench.strategy import MixingStrategy, RunContext
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2   # 2: the round driver's state, and the one sampler's
 # Memory the exact per-domain gradient sums may take before the accumulator sketches them
 # (mixbench.engine.accumulator): a GPT-2 head (50,257 × 768) takes 154 MiB per domain.
 DEFAULT_TAP_MEMORY_MIB = 1024.0
@@ -102,6 +102,9 @@ class DomainMixer:
     lookahead_steps   steps the data loader draws ahead of training (0 for a DataLoader without
                       workers): a new mixture applies from that many steps after the round end
     sampler           a MixtureSampler made elsewhere (the Trainer callback's), else one is made
+
+    The round itself — counts, train losses, the tap, the feedback, the metered update — is
+    mixbench's RoundDriver (`driver`), the one its own trainer drives.
     """
 
     def __init__(self, strategy: str | MixingStrategy = "rnb", *, head: nn.Module | None, train_domains: Sequence,
@@ -112,8 +115,8 @@ class DomainMixer:
                  tap_memory_mib: float = DEFAULT_TAP_MEMORY_MIB, sampler: MixtureSampler | None = None,
                  strategy_params: dict | None = None):
         name = strategy if isinstance(strategy, str) else type(strategy).__name__
-        self.strategy = resolve_strategy(strategy, strategy_params)
-        check_signals(self.strategy, can_eval=eval_losses is not None, name=name)
+        strategy = resolve_strategy(strategy, strategy_params)
+        check_served(strategy, can_eval=eval_losses is not None, name=name)
         for label, value in (("total_steps", total_steps), ("steps_per_round", steps_per_round)):
             if not isinstance(value, int) or value < 1:
                 raise IntegrationError(f"{label} must be a positive integer, got {value!r}")
@@ -123,18 +126,16 @@ class DomainMixer:
         ids = self.index.ids(train_domains)
         self.q = self.index.eval_proportions(eval_proportions, eval_domains)
         self.total_steps, self.steps_per_round, self.lookahead_steps = total_steps, steps_per_round, lookahead_steps
-        self.world_size, self.rank = world()
+        self.ranks = current_ranks()
+        self.world_size, self.rank = self.ranks.world_size, self.ranks.rank
         m = self.index.size
 
         self.meter = Meter()
-        self.tap = None
-        device = torch.device("cpu")
-        if Signal.DOMAIN_GRADIENTS in self.strategy.signals:
-            head = output_layer(head)
-            device = head.weight.device
-            accumulator = make_accumulator(m, tuple(head.weight.shape), device, tap_memory_mib, seed=seed)
-            self.tap = GradientTap(head, m, self.meter, accumulator=accumulator)
-        self.device = device
+        reads_gradients = bool(strategy.signals & GRADIENT_SIGNALS)
+        # Each process back-propagates the mean over its own rows and DDP averages: so do the sums.
+        self.driver = RoundDriver(strategy, num_domains=m, head=output_layer(head) if reads_gradients else None,
+                                  meter=self.meter, tap_memory_mib=tap_memory_mib, seed=seed, ranks=self.ranks,
+                                  average_gradients=True)
         if sampler is None:
             if batch_size is None:
                 raise IntegrationError("give batch_size (examples per micro-batch on this process) or a sampler")
@@ -143,16 +144,22 @@ class DomainMixer:
         self.sampler = sampler
         self._eval_losses, self.eval_every_round = eval_losses, eval_every_round
         self.probe = IntegrationProbe(self.meter, eval_losses, lambda: self.total_steps - self.step)
-
-        self.counts = torch.zeros(m, dtype=torch.long, device=device)         # examples this round, this process
-        self.loss_sums = torch.zeros(m, dtype=torch.float64, device=device)   # summed train loss per domain
-        self.loss_weights = torch.zeros(m, dtype=torch.float64, device=device)
         self.step = 0
         self.rounds: list[RoundLog] = []
         ctx = RunContext(domains=self.index.names, train_sizes=np.bincount(ids, minlength=m), eval_proportions=self.q,
                          total_steps=total_steps, steps_per_round=steps_per_round, seed=seed)
-        self.mixture = Mixture(self.strategy.start(ctx).weights, num_domains=m)
+        self.driver.start(ctx)
+        self.driver.prepare(self.probe)
         self.sampler.set_mixture(self.mixture, from_unit=self.sampler.units_drawn)
+
+    @property
+    def strategy(self) -> MixingStrategy:
+        return self.driver.strategy
+
+    @property
+    def mixture(self) -> Mixture:
+        """What the round in progress samples from."""
+        return self.driver.mixture
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -167,31 +174,23 @@ class DomainMixer:
     @contextmanager
     def batch(self, domain_ids):
         """Around the forward of one (micro-)batch: `domain_ids` (B,) is each example's domain."""
-        ids = torch.as_tensor(domain_ids, dtype=torch.long).to(self.device)
+        ids = torch.as_tensor(domain_ids, dtype=torch.long)
         if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.index.size)):
             raise IntegrationError(f"domain ids must be a (B,) tensor of values in [0, {self.index.size})")
-        if torch.is_grad_enabled():
-            self.counts += torch.bincount(ids, minlength=self.index.size)
-        if self.tap is None:
-            yield
-            return
-        with self.tap.batch(ids):
+        with self.driver.batch(ids):
             yield
 
     def record_losses(self, domain_ids, loss_sums, weights=None) -> None:
         """Per-example summed losses (B,) and what each counts for (its scored tokens; default 1),
         for the per-domain train losses (logged, and read by strategies that ask for them)."""
-        ids = torch.as_tensor(domain_ids, dtype=torch.long).to(self.device)
-        losses = torch.as_tensor(loss_sums).detach().to(self.device, torch.float64).reshape(-1)
-        weights = torch.ones_like(losses) if weights is None else \
-            torch.as_tensor(weights).detach().to(self.device, torch.float64).reshape(-1)
-        self.loss_sums.index_add_(0, ids, losses)
-        self.loss_weights.index_add_(0, ids, weights)
+        self.driver.record_losses(domain_ids, loss_sums, weights)
 
-    def step_end(self) -> RoundLog | None:
-        """After each optimiser step. At a round end (every K steps, and the last step) returns the
-        round's RoundLog, having set the next round's mixture; else None."""
+    def step_end(self, loss: float | None = None) -> RoundLog | None:
+        """After each optimiser step (`loss`: the step's, for a strategy with a per-step hook; by
+        default the mean of the losses recorded in it). At a round end (every K steps, and the
+        last step) returns the round's RoundLog, having set the next round's mixture; else None."""
         self.step += 1
+        self.driver.end_step(self.step, loss)
         if self.step % self.steps_per_round and self.step != self.total_steps:
             return None
         return self._end_round()
@@ -200,69 +199,38 @@ class DomainMixer:
 
     def _end_round(self) -> RoundLog:
         round_index = (self.step - 1) // self.steps_per_round
-        self._sum_across_processes()
-        if self.tap is not None:
-            self.tap.accumulator.tensors()[0].div_(self.world_size)   # DDP averages gradients: so does the tap
-        counts = self.counts.cpu().numpy().astype(np.int64)
-        weights = self.loss_weights.cpu().numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            train_losses = np.where(weights > 0, self.loss_sums.cpu().numpy() / weights, np.nan)
-        signals = self.strategy.signals
-        if Signal.TRAIN_LOSSES in signals and not (weights > 0).any():
-            raise IntegrationError("the strategy needs per-domain train losses, but none were recorded: call "
-                                   "record_losses(domain_ids, losses, tokens) after each forward")
+        totals = self.driver.close_round(update=self.step < self.total_steps)
         eval_losses = None
-        if Signal.EVAL_LOSSES in signals:
+        if self.driver.needs_eval_losses:
             eval_losses = np.asarray(self.probe.eval_losses(), dtype=np.float64)
         elif self.eval_every_round and self._eval_losses is not None:
             with self.meter.timed("report", "eval_losses"):
                 eval_losses = np.asarray(self._eval_losses(), dtype=np.float64)
-        grads = self.tap.snapshot_and_reset() if self.tap is not None else None
         sampled = self.mixture
         if self.step < self.total_steps:   # no update after the last round: nothing would use it
-            feedback = RoundFeedback(
-                round_index=round_index, step=self.step, mixture=sampled, counts=counts,
-                domain_gradients=grads if Signal.DOMAIN_GRADIENTS in signals else None,
-                eval_losses=eval_losses if Signal.EVAL_LOSSES in signals else None,
-                train_losses=train_losses if Signal.TRAIN_LOSSES in signals else None)
-            with self.meter.timed("strategy", "update"):
-                chosen = self.strategy.update(feedback, self.probe)
-            self.mixture = Mixture(chosen.weights, num_domains=self.index.size)
+            self.driver.update(totals, round_index=round_index, step=self.step, probe=self.probe,
+                               eval_losses=eval_losses)
             self.sampler.set_mixture(self.mixture, from_unit=self.step + self.lookahead_steps)
         log = RoundLog(round_index, self.step, sampled.weights.tolist(), self.mixture.weights.tolist(),
-                       counts.tolist(), train_losses.tolist(), None if eval_losses is None else eval_losses.tolist())
+                       totals.counts.tolist(), totals.train_losses.tolist(),
+                       None if eval_losses is None else eval_losses.tolist())
         self.rounds.append(log)
-        self._reset_round()
         return log
-
-    def _round_tensors(self) -> list[torch.Tensor]:
-        tap = self.tap.accumulator.tensors() if self.tap is not None else []
-        return [self.counts, self.loss_sums, self.loss_weights, *tap]
-
-    def _sum_across_processes(self) -> None:
-        sum_across_processes(self._round_tensors())
-
-    def _reset_round(self) -> None:
-        for tensor in self._round_tensors():
-            tensor.zero_()
 
     # -- resume -------------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        """Everything a resumed run needs to go on as this one would: the strategy's state, the
-        mixture, the sampler before the next step, and the round in progress. Tensors and plain
-        data only (`torch.load(..., weights_only=True)` reads it). Collective under DDP: the round's
-        sums are gathered on rank 0 (the other ranks go on from zero, which sums the same)."""
-        self._sum_across_processes()
-        if self.rank != 0:
-            self._reset_round()
+        """Everything a resumed run needs to go on as this one would: the round driver's state (the
+        strategy's, the mixture, the round in progress), the sampler before the next step, and the
+        rounds so far. Tensors and plain data only (`torch.load(..., weights_only=True)` reads it).
+        Collective under DDP: the round's sums are gathered on rank 0 (the other ranks go on from
+        zero, which sums the same)."""
+        self.driver.pool_round()
         return {
             "format": STATE_FORMAT, "domains": list(self.domains), "steps_per_round": self.steps_per_round,
             "strategy": type(self.strategy).__name__, "step": self.step,
-            "strategy_state": encode(self.strategy.state_dict(), "strategy state"),
-            "mixture": torch.from_numpy(self.mixture.weights.copy()),
+            "driver": self.driver.state_dict(),
             "sampler": encode(self.sampler.state_dict(self.step), "sampler state"),
-            "round": [t.detach().cpu().clone() for t in self._round_tensors()],
             "rounds": [encode(asdict(r), "round log") for r in self.rounds],
             # The overhead so far, so the totals a resumed run reports go on from here.
             "meter": [[category, label, self.meter.flops[(category, label)], self.meter.seconds[(category, label)]]
@@ -276,17 +244,12 @@ class DomainMixer:
                           ("strategy", type(self.strategy).__name__)):
             if state[key] != mine:
                 raise IntegrationError(f"the saved mixing state has {key} {state[key]!r}, this run has {mine!r}")
-        self.strategy.load_state_dict(decode(state["strategy_state"]))
-        self.mixture = Mixture.exact(state["mixture"].numpy())
+        try:   # one copy of the round's sums: rank 0's (the others start the rest of the round from zero)
+            self.driver.load_state_dict(state["driver"], holds_round=self.rank == 0)
+        except MixbenchError as exc:
+            raise IntegrationError(f"the saved mixing state does not fit this run: {exc}") from None
         self.sampler.load_state_dict(decode(state["sampler"]))
         self.step = int(state["step"])
-        saved = state["round"]
-        for tensor, value in zip(self._round_tensors(), saved):
-            if tensor.shape != value.shape:
-                raise IntegrationError(f"the saved round sums have shape {tuple(value.shape)}, this run's "
-                                       f"{tuple(tensor.shape)} (another tap memory budget?)")
-            # One copy of the round's sums: rank 0's (the others start the rest of the round from zero).
-            tensor.copy_(value if self.rank == 0 else torch.zeros_like(value))
         self.rounds = [RoundLog(**decode(r)) for r in state["rounds"]]
         for category, label, flops, seconds in state["meter"]:
             self.meter.flops[(category, label)] = flops
@@ -294,5 +257,4 @@ class DomainMixer:
 
     def close(self) -> None:
         """Detach the tap from the head (the head is a plain linear layer again)."""
-        if self.tap is not None:
-            self.tap.remove()
+        self.driver.close()

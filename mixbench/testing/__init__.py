@@ -11,7 +11,12 @@ In a plugin's tests, one line per kind:
 or, to run every check of one subject at once, `check_strategy(MyStrategy)`,
 `check_task(MyTask(...))`, `check_embedder(MyEmbedder())`. A strategy is passed as its class
 (or any factory returning a fresh instance with the hyperparameters to test); a task or an
-embedder as an instance. Checks a class is known to fail are declared on it:
+embedder as an instance. A strategy class is checked at its defaults and at every variant it
+declares (`variants = {"unbiased": {"gram_estimator": "unbiased"}}`: test ids `MyStrategy-…` and
+`MyStrategy[unbiased]-…`), each with the checks its declared signals and capabilities call for;
+it runs on the engine's own RoundDriver over a synthetic run (`SyntheticRun`), whose probe
+(`SyntheticProbe`) serves only the calls the strategy declares. Checks a class is known to fail
+are declared on it:
 
     class MyTask(Task):
         known_check_failures = {"train_eval_disjoint": "why, and what fixing it would take"}
@@ -25,7 +30,9 @@ from collections.abc import Mapping, Sequence
 
 from mixbench.testing.embedders import EMBEDDER_KIT, EmbedderUnderTest
 from mixbench.testing.kit import Kit, check_name, kit_for, parametrize
-from mixbench.testing.strategies import STRATEGY_KIT, SyntheticProbe
+from mixbench.testing.strategies import STRATEGY_KIT, Variant
+from mixbench.testing.synthetic_probe import SyntheticProbe
+from mixbench.testing.synthetic_run import SyntheticRun
 from mixbench.testing.tasks import TASK_KIT, TaskUnderTest
 
 KITS: tuple[Kit, ...] = (TASK_KIT, EMBEDDER_KIT, STRATEGY_KIT)   # strategies last: any callable is a factory
@@ -50,6 +57,6 @@ def check_embedder(embedder) -> None:
     EMBEDDER_KIT.check_all(embedder)
 
 
-__all__ = ["EMBEDDER_KIT", "EmbedderUnderTest", "KITS", "Kit", "STRATEGY_KIT", "SyntheticProbe", "TASK_KIT",
-           "TaskUnderTest", "check_embedder", "check_name", "check_strategy", "check_task", "kit_for",
-           "parametrize_with_checks"]
+__all__ = ["EMBEDDER_KIT", "EmbedderUnderTest", "KITS", "Kit", "STRATEGY_KIT", "SyntheticProbe", "SyntheticRun",
+           "TASK_KIT", "TaskUnderTest", "Variant", "check_embedder", "check_name", "check_strategy", "check_task",
+           "kit_for", "parametrize_with_checks"]

@@ -9,6 +9,14 @@ an embedder wrapped so each check can have a fresh copy.
 A class declares the checks it is known to fail in `known_check_failures` (check name → reason).
 They are expected to fail: `check_all` reports them apart, `parametrize_with_checks` marks them
 as strict xfails — a known failure that starts passing fails the suite, so its entry must go.
+
+A kit may check one subject several ways (`variants`: a strategy class at its defaults and at
+each setting it declares), each named in test ids as `label[variant]`, and choose the checks that
+apply to each from what it declares (`does_not_apply`): a check about probe steps means nothing
+for a strategy that takes none. Such a check is left out by `check_all` and shown as skipped, with
+the reason, by `parametrize_with_checks`. `skip_reason` is another matter: a check that applies
+but cannot run here (a task's data is not there) is skipped in a parametrised suite, yet run, and
+failed, by `check_all`.
 """
 
 from __future__ import annotations
@@ -33,38 +41,48 @@ class Kit:
     prepare: Callable[[Any], Any]               # what each check receives
     owner: Callable[[Any], type]                # the class whose known failures apply
     skip_reason: Callable[[Any, Check], str | None] = lambda subject, check: None  # why not to run it here
+    # Why a check does not apply to a subject, from what the subject declares (None: it applies).
+    does_not_apply: Callable[[Any, Check], str | None] = lambda subject, check: None
+    # The ways to check one prepared subject: (variant name, or None for the subject as given; what
+    # the checks receive). One way by default.
+    variants: Callable[[Any], Sequence[tuple[str | None, Any]]] = lambda subject: ((None, subject),)
 
     def known_failures(self, subject) -> Mapping[str, str]:
         return getattr(self.owner(subject), "known_check_failures", {}) or {}
 
     def check_all(self, subject) -> None:
-        """Run every check on `subject`; raise one AssertionError naming every unexpected
-        failure, and every known failure that now passes."""
-        prepared = self.prepare(subject)
-        known = self.known_failures(prepared)
+        """Run every check that applies on `subject`, at each of its variants; raise one
+        AssertionError naming every unexpected failure, and every known failure that now passes."""
         problems = []
-        for check in self.checks:
-            name = check_name(check)
-            try:
-                check(prepared)
-            except Exception as exc:  # noqa: BLE001 - a check that crashes is a failure, named, not an abort
-                if name not in known:
-                    why = str(exc) if isinstance(exc, AssertionError) else f"raised {type(exc).__name__}: {exc}"
-                    problems.append(f"{name}: {why}")
-            else:
-                if name in known:
-                    problems.append(f"{name}: passes but is declared in known_check_failures "
-                                    f"({known[name]}); remove the entry")
+        for variant, prepared in self.variants(self.prepare(subject)):
+            known = self.known_failures(prepared)
+            for check in self.checks:
+                if self.does_not_apply(prepared, check) is not None:
+                    continue
+                name = check_name(check)
+                shown = name if variant is None else f"{name} [{variant}]"
+                try:
+                    check(prepared)
+                except Exception as exc:  # noqa: BLE001 - a check that crashes is a failure, named, not an abort
+                    if name not in known:
+                        why = str(exc) if isinstance(exc, AssertionError) else f"raised {type(exc).__name__}: {exc}"
+                        problems.append(f"{shown}: {why}")
+                else:
+                    if name in known:
+                        problems.append(f"{shown}: passes but is declared in known_check_failures "
+                                        f"({known[name]}); remove the entry")
         if problems:
             raise AssertionError(f"{self.kind} failed conformance:\n  " + "\n  ".join(problems))
 
     def cases(self, subject, label: str) -> Iterator[tuple[str, Any, Check, str | None, str | None]]:
-        """(test id, prepared subject, check, known-failure reason, skip reason) per check."""
-        prepared = self.prepare(subject)
-        known = self.known_failures(prepared)
-        for check in self.checks:
-            yield (f"{label}-{check_name(check)}", prepared, check, known.get(check_name(check)),
-                   self.skip_reason(prepared, check))
+        """(test id, prepared subject, check, known-failure reason, skip reason) per check and
+        variant; a variant's ids read `label[variant]-check`."""
+        for variant, prepared in self.variants(self.prepare(subject)):
+            known = self.known_failures(prepared)
+            named = label if variant is None else f"{label}[{variant}]"
+            for check in self.checks:
+                skip = self.does_not_apply(prepared, check) or self.skip_reason(prepared, check)
+                yield f"{named}-{check_name(check)}", prepared, check, known.get(check_name(check)), skip
 
 
 def kit_for(subject, kits: Sequence[Kit]) -> Kit:

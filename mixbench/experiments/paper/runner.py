@@ -22,9 +22,11 @@ from pathlib import Path
 import click
 
 from mixbench.errors import MixbenchError
+from mixbench.experiments.outcomes import GridInterrupted, PaperInterrupted
 from mixbench.experiments.paper import protocol
 from mixbench.experiments.paper.protocol import Row, TaskMap
 from mixbench.experiments.results import RunResult, now, result_path
+from mixbench.experiments.settings import GridSettings, TrackingSettings, check_jobs
 from mixbench.regroup import DomainSpec
 from mixbench.storage.atomic import check_writable, write_json
 
@@ -34,6 +36,8 @@ QUICK_BUDGET = {"steps": 20, "steps_per_round": 5, "eval_per_domain": 4}
 
 @dataclass(frozen=True)
 class PaperSettings:
+    """One invocation of the protocol: what it runs (recorded in paper.json) and where and how."""
+
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
     overrides: dict              # training settings over every task's own budget (the same for all)
@@ -42,11 +46,32 @@ class PaperSettings:
     ks: tuple[int, ...]
     quick: bool = False
     rows: tuple[str, ...] | None = None   # row keys or report sections to run (None: every row)
+    # Where and how it runs: no part of the protocol, so not in paper.json's settings.
+    out_dir: Path = Path("runs")
+    command: str = "mixbench paper"       # as typed, for the report
+    tracking: TrackingSettings = TrackingSettings(experiment="mixbench-paper")
+    progress: bool = True
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 1
+    jobs: int = 1                         # cells of a row group at a time, as compare --jobs
 
-    def to_dict(self) -> dict:
+    def __post_init__(self):
+        check_jobs(self.jobs)   # before anything is read or written
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+    def to_manifest(self) -> dict:
+        """What paper.json records of these settings: what was run."""
         return {"tasks": list(self.tasks), "seeds": list(self.seeds), "overrides": self.overrides,
                 "params": self.params, "embedder": self.embedder, "ks": list(self.ks), "quick": self.quick,
                 "rows": list(self.rows) if self.rows is not None else None}
+
+    def grid(self, task: str, folder: str, rows: list[Row], domains: str, overrides: dict) -> GridSettings:
+        """The grid of `rows` (one strategy each) on `task`, in OUT/`folder`."""
+        return GridSettings(task=task, algos=tuple(row.algo for row in rows), seeds=self.seeds, domains=(domains,),
+                            overrides=overrides, params={row.algo: hyperparameters(row, self.params) for row in rows},
+                            embedder=self.embedder, out_dir=self.out_dir / folder, tracking=self.tracking,
+                            progress=self.progress, checkpoint_every=self.checkpoint_every,
+                            keep_checkpoints=self.keep_checkpoints, jobs=self.jobs)
 
 
 # The settings that make two invocations one protocol: the cells of one can be reported beside the other's.
@@ -110,15 +135,13 @@ class PaperRun:
     failed: list[str] = field(default_factory=list)   # cells that failed this time, with their errors
 
 
-def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflow: bool, experiment: str,
-              progress: bool, checkpoint_every: int | None = None, keep_checkpoints: int = 1,
-              jobs: int = 1) -> PaperRun:
+def run_paper(settings: PaperSettings) -> PaperRun:
     """Runs every missing cell of every task's rows, `jobs` cells at a time; returns the plans and
-    the cells that failed."""
+    the cells that failed. Interrupted, it raises PaperInterrupted carrying the run so far."""
     from mixbench import registry
     from mixbench.experiments.compare import run_grid
 
-    out_dir = Path(out_dir)
+    out_dir = settings.out_dir
     check_writable(out_dir, out_dir / MANIFEST)
     plans = plan_tasks(settings)
     _check_rows_known(settings.rows, plans)
@@ -126,24 +149,22 @@ def run_paper(settings: PaperSettings, out_dir: Path, *, command: str, use_mlflo
     earlier = _earlier_manifest(out_dir)
     _check_same_protocol(settings, earlier)
     budgets = {p.task.task: registry.tasks.create(p.task.task).budget.override(**settings.overrides) for p in plans}
-    manifest = _with_history(_manifest(settings, plans, budgets, command), earlier)
+    manifest = _with_history(_manifest(settings, plans, budgets), earlier)
     write_json(out_dir / MANIFEST, manifest)
     run = PaperRun(plans)
     for plan in plans:
-        config = budgets[plan.task.task]
-        for (grid, domains, rounds, _), rows in _groups(selected[plan.task.task]).items():
-            algos = [row.algo for row in rows]
+        task, config = plan.task.task, budgets[plan.task.task]
+        for (folder, domains, rounds, _), rows in _groups(selected[task]).items():
             overrides = dict(settings.overrides)
             if rounds is not None:   # a fixed number of mixture updates over the run's steps
                 overrides["steps_per_round"] = max(1, config.steps // rounds)
-            click.echo(f"paper {plan.task.task}: {', '.join(row.key for row in rows)} ({domains}) in {grid}/",
-                       err=True)
-            result = run_grid(task_name=plan.task.task, algos=algos, domain_specs=[domains], seeds=list(settings.seeds),
-                              out_dir=out_dir / grid, overrides=overrides, embedder_name=settings.embedder,
-                              hyperparameters={row.algo: hyperparameters(row, settings.params) for row in rows},
-                              use_mlflow=use_mlflow, experiment=experiment, progress=progress,
-                              checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs)
-            run.failed += [f"{plan.task.task}: {line}" for line in result.failed]
+            click.echo(f"paper {task}: {', '.join(row.key for row in rows)} ({domains}) in {folder}/", err=True)
+            try:
+                grid = run_grid(settings.grid(task, folder, rows, domains, overrides))
+            except GridInterrupted as stopped:
+                run.failed += [f"{task}: {line}" for line in stopped.result.failed]
+                raise PaperInterrupted(run) from None
+            run.failed += [f"{task}: {line}" for line in grid.failed]
     write_json(out_dir / MANIFEST, {**manifest, "finished_at": now(), "failed_cells": run.failed})
     return run
 
@@ -186,7 +207,7 @@ def _check_same_protocol(settings: PaperSettings, earlier: dict | None) -> None:
     under other settings reruns them all, as compare does, and starts a new history."""
     if settings.rows is None or earlier is None:
         return
-    differ = _other_settings(settings.to_dict(), earlier)
+    differ = _other_settings(settings.to_manifest(), earlier)
     if differ:
         raise MixbenchError(f"--rows with other {', '.join(differ)} than the run recorded in "
                             f"{MANIFEST} would report two protocols side by side: use another --out, or "
@@ -260,13 +281,13 @@ def read_manifest(out_dir: Path) -> dict:
         raise MixbenchError(f"cannot read {path}: {exc}") from None
 
 
-def _manifest(settings: PaperSettings, plans: list[TaskPlan], budgets: dict, command: str) -> dict:
+def _manifest(settings: PaperSettings, plans: list[TaskPlan], budgets: dict) -> dict:
     from mixbench import registry
 
     return {
-        "command": command,
+        "command": settings.command,
         "started_at": now(),
-        "settings": settings.to_dict(),
+        "settings": settings.to_manifest(),
         # The embedder with its options (minilm's windows), as the regrouped cells record it.
         "embedder_identity": registry.embedders.create(settings.embedder).identity(),
         "protocol": {"k_sweep": list(settings.ks), "skillit_graph_fraction": protocol.SKILLIT_GRAPH_FRACTION,

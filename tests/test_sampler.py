@@ -1,5 +1,6 @@
-"""The mixture-following sampler of mixbench.integrations: disjoint rank slices, each domain read
-in shuffled passes, the mixture followed, exact resume from any step a loader has drawn past."""
+"""The one mixture-following sampler (mixbench's trainer and the integrations draw through it):
+disjoint rank slices, each domain read in shuffled passes, the mixture followed, exact resume from
+any step a loader has drawn past, and explicit weights for a unit drawn on a mixture of its own."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mixbench.integrations.errors import IntegrationError
-from mixbench.integrations.sampler import LookaheadError, MixtureSampler
+from mixbench.engine.sampler import LookaheadError, MixtureSampler, SamplerError
 
 SIZES = (30, 50, 20)
 
@@ -107,10 +107,33 @@ def test_a_domain_smaller_than_its_share_of_a_step_still_draws():
     (dict(rank=2, world_size=2), "rank must lie in"),
 ])
 def test_bad_settings_are_named(bad, message):
-    with pytest.raises(IntegrationError, match=message):
+    with pytest.raises(SamplerError, match=message):
         sampler(**bad)
 
 
 def test_a_domain_without_examples_is_named():
-    with pytest.raises(IntegrationError, match=r"domain\(s\) \[2\] have no training examples"):
+    with pytest.raises(SamplerError, match=r"domain\(s\) \[2\] have no training examples"):
         MixtureSampler(np.array([0, 1, 0]), 3, batch_size=2)
+
+
+def test_explicit_weights_draw_what_the_same_schedule_draws():
+    """The trainer passes each step's mixture; a loader follows the schedule: the same units."""
+    p, q = [0.2, 0.5, 0.3], [0.6, 0.2, 0.2]
+    scheduled, explicit = sampler(batch_size=6), sampler(batch_size=6)
+    scheduled.set_mixture(p, from_unit=0)
+    scheduled.set_mixture(q, from_unit=3)
+    for u in range(6):
+        np.testing.assert_array_equal(explicit.draw_unit(p if u < 3 else q), scheduled.draw_unit())
+
+
+def test_weights_for_one_unit_leave_the_streams_whole():
+    """A probe step on a mixture of its own reads the same streams: still no example twice in a pass."""
+    s = sampler(batch_size=5)
+    domain0: list[int] = []
+    for u in range(12):
+        unit = s.draw_unit([1.0, 0.0, 0.0]) if u % 3 == 0 else s.draw_unit()
+        mine = [int(i) for i in unit if labels()[i] == 0]
+        if len(domain0) + len(mine) > SIZES[0]:   # the units that fit in the first pass
+            break
+        domain0 += mine
+    assert len(domain0) >= 15 and len(set(domain0)) == len(domain0)

@@ -1,17 +1,22 @@
-"""`mixbench theory`: run every check, print a table (or JSON), exit 1 if any check fails."""
+"""`mixbench theory`: run every check of the paper's derivation (mixbench.theory), print a table
+(or JSON), exit 1 if any check fails."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from mixbench.theory import check
 
+from mixbench.cli.exit_codes import PARTLY_FAILED, exit_codes
 from mixbench.config import check_seed
 
+if TYPE_CHECKING:
+    from mixbench.theory.check import CheckResult
 
-def format_table(results: list[check.CheckResult]) -> str:
+
+def format_table(results: list[CheckResult]) -> str:
     rows = [("check", "claim", "instances", "passed", "worst margin", "seconds")]
     rows += [(r.name, r.claim, str(r.instances), "yes" if r.passed else "NO", f"{r.worst_margin:.3g}",
               f"{r.seconds:.1f}") for r in results]
@@ -30,6 +35,7 @@ def format_table(results: list[check.CheckResult]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per check instead of the table.")
 @click.option("--quick", is_flag=True, help="Small instance counts (seconds, what the tests run).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every check's random instances.")
+@exit_codes
 def theory_cmd(as_json: bool, quick: bool, seed: int):
     """Check the R&B paper's derivation and lemmas on synthetic convex problems.
 
@@ -37,7 +43,9 @@ def theory_cmd(as_json: bool, quick: bool, seed: int):
     stratified/static, regrouping) runs on random instances with a measured margin; the command
     exits non-zero if any check fails.
     """
-    check_seed(seed)   # a MixbenchError: one line, from the CLI's error handling
+    from mixbench.theory import check
+
+    check_seed(seed)   # a MixbenchError: one line, as every command's
     results = []
     for name in check.CHECKS:
         results.append(check.run_check(name, quick=quick, seed=seed))
@@ -48,4 +56,5 @@ def theory_cmd(as_json: bool, quick: bool, seed: int):
         click.echo(json.dumps([r.to_record() for r in results], indent=2, ensure_ascii=False))
     else:
         click.echo(format_table(results))
-    sys.exit(0 if all(r.passed for r in results) else 1)
+    if not all(r.passed for r in results):
+        sys.exit(PARTLY_FAILED)
