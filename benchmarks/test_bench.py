@@ -70,4 +70,4 @@ def test_sketched_add_at_smollm2_head(benchmark):
 
 def test_kmeans_fit(benchmark):
     x = np.random.default_rng(0).normal(size=(5000, 64)).astype(np.float32)
-    benchmark.pedantic(lambda: clustering.fit_k(x, 16, 0), rounds=3, iterations=1)
+    benchmark.pedantic(lambda: clustering.fit_centroids(x, 16, 0), rounds=3, iterations=1)

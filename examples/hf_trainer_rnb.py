@@ -4,14 +4,18 @@
     python examples/hf_trainer_rnb.py                    # about a minute on 2 CPU cores
     python examples/hf_trainer_rnb.py --regroup          # Regroup the texts first: the full R&B
     torchrun --nproc-per-node 2 examples/hf_trainer_rnb.py --ddp-backend gloo   # two processes
+    python examples/hf_trainer_rnb.py --task examples/data/champ_sources.jsonl --text-field text --domain-field source
 
 Everything is offline: the model is built from a config (random weights), text is read as bytes
-(no tokenizer file), and the data is a local JSONL file with a "text" and a "domain" per line
-(examples/data/champ_math.jsonl: competition-math problems and model solutions, 5 categories).
-Your own data needs only those two columns; your own model, only a linear output layer.
+(no tokenizer file), and the data is a local JSONL file with a "text", a "domain" and a "split"
+per line (examples/data/champ_math.jsonl: competition-math problems and model solutions, 5
+categories). Your own data file takes the flags `mixbench run` takes for it (--task PATH
+--text-field ... or --prompt-field/--response-field, --domain-field, --split-field, --eval-file,
+--eval-fraction; README "Your own data"); your own model needs only a linear output layer.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import datasets
@@ -19,6 +23,9 @@ import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainingArguments, set_seed
 
+from mixbench.data.datafile import DataFile, add_arguments, from_arguments
+from mixbench.data.file_examples import read_examples
+from mixbench.errors import MixbenchError
 from mixbench.integrations import MixingCallback, MixingTrainer, leave_process_group, regroup_texts
 
 DATA = Path(__file__).with_name("data") / "champ_math.jsonl"
@@ -28,15 +35,31 @@ IGNORE = -100      # label of a padding position: not scored
 
 
 def tokenize(row):
-    ids = list(row["text"].encode("utf-8"))[:SEQ - 1] + [EOS]
+    """Bytes as tokens; the loss is on the response (all of the text when there is no prompt)."""
+    prompt, response = list(row["prompt"].encode("utf-8")), list(row["response"].encode("utf-8"))
+    ids = (prompt + response)[:SEQ - 1] + [EOS]
+    labels = ([IGNORE] * len(prompt) + response)[:SEQ - 1] + [EOS]
     pad = SEQ - len(ids)
     return {"input_ids": ids + [EOS] * pad, "attention_mask": [1] * len(ids) + [0] * pad,
-            "labels": ids + [IGNORE] * pad}
+            "labels": labels + [IGNORE] * pad}
+
+
+def load(data_file: DataFile) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The file's train and eval rows as datasets, read as `mixbench run --task PATH ...` reads them."""
+    try:
+        examples = read_examples(data_file)
+    except MixbenchError as exc:   # bad input: one line, as mixbench says it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return tuple(datasets.Dataset.from_dict({"prompt": [e.prompt for e in split],
+                                             "response": [e.response for e in split],
+                                             "domain": [e.domain for e in split]})
+                 for split in (examples.train, examples.eval))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DATA), help="JSONL with 'text', 'domain' and 'split' (train/eval)")
+    add_arguments(parser)   # --task PATH and its field flags, as mixbench run takes them [DATA]
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--steps-per-round", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16, help="per process")
@@ -45,15 +68,15 @@ def main():
     parser.add_argument("--ddp-backend", default=None, help="gloo for torchrun on CPUs")
     args = parser.parse_args()
 
-    rows = datasets.Dataset.from_json(args.data)
-    train = rows.filter(lambda r: r["split"] == "train")
-    evaluation = rows.filter(lambda r: r["split"] == "eval")
+    train, evaluation = load(from_arguments(args) if args.task else DataFile(DATA, text_field="text",
+                                                                             domain_field="domain"))
     if args.regroup:   # Regroup: embed the texts, cluster, keep the best silhouette (cached after the first run)
-        grouping = regroup_texts(train["text"], evaluation["text"], k="2:12", embedder="tfidf")
+        texts = [[p + r for p, r in zip(d["prompt"], d["response"])] for d in (train, evaluation)]
+        grouping = regroup_texts(*texts, k="2:12", embedder="tfidf")
         print(f"regrouped into k={grouping.k} domains (silhouette {grouping.silhouette:.3f})")
         train = train.remove_columns("domain").add_column("domain", grouping.train_domains)
         evaluation = evaluation.remove_columns("domain").add_column("domain", grouping.eval_domains)
-    train, evaluation = (d.map(tokenize, remove_columns=["text", "split"]) for d in (train, evaluation))
+    train, evaluation = (d.map(tokenize, remove_columns=["prompt", "response"]) for d in (train, evaluation))
 
     set_seed(0)   # the random initial weights too (the Trainer seeds only what comes after it)
     config = GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,

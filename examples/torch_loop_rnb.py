@@ -4,14 +4,17 @@
     python examples/torch_loop_rnb.py                                  # about half a minute on 2 CPU cores
     python examples/torch_loop_rnb.py --gram-estimator unbiased        # the Gram's diagonal from two halves
     torchrun --nproc-per-node 2 examples/torch_loop_rnb.py             # the same under DDP (gloo on CPUs)
+    python examples/torch_loop_rnb.py --task examples/data/champ_sources.jsonl --text-field text --domain-field source
 
 The model is a small GPT-2 built from a config (random weights), text is read as bytes, and the
-data is the local JSONL file examples/data/champ_math.jsonl ("text", "domain", "split").
+data is the local JSONL file examples/data/champ_math.jsonl ("text", "domain", "split"), or your
+own file with the flags `mixbench run` takes for it (--task PATH --text-field ... --domain-field
+...; README "Your own data").
 """
 
 import argparse
-import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +23,34 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from mixbench.data.datafile import DataFile, add_arguments, from_arguments
+from mixbench.data.file_examples import read_examples
+from mixbench.errors import MixbenchError
 from mixbench.integrations import DOMAIN_IDS, DomainMixer, causal_lm_example_losses, leave_process_group
 
 DATA = Path(__file__).with_name("data") / "champ_math.jsonl"
 SEQ, EOS, IGNORE = 128, 256, -100
 
 
-def encode(text: str) -> dict:
-    ids = list(text.encode("utf-8"))[:SEQ - 1] + [EOS]
+def encode(prompt: str, response: str) -> dict:
+    """Bytes as tokens; the loss is on the response (all of the text when there is no prompt)."""
+    prompt_ids, response_ids = list(prompt.encode("utf-8")), list(response.encode("utf-8"))
+    ids = (prompt_ids + response_ids)[:SEQ - 1] + [EOS]
+    labels = ([IGNORE] * len(prompt_ids) + response_ids)[:SEQ - 1] + [EOS]
     pad = SEQ - len(ids)
     return {"input_ids": torch.tensor(ids + [EOS] * pad), "attention_mask": torch.tensor([1] * len(ids) + [0] * pad),
-            "labels": torch.tensor(ids + [IGNORE] * pad)}
+            "labels": torch.tensor(labels + [IGNORE] * pad)}
 
 
-def load(path: str):
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    train = [{**encode(r["text"]), "domain": r["domain"]} for r in rows if r["split"] == "train"]
-    evaluation = [{**encode(r["text"]), "domain": r["domain"]} for r in rows if r["split"] == "eval"]
-    return train, evaluation
+def load(data_file: DataFile):
+    """The file's train and eval rows, read as `mixbench run --task PATH ...` reads them."""
+    try:
+        examples = read_examples(data_file)
+    except MixbenchError as exc:   # bad input: one line, as mixbench says it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return ([{**encode(e.prompt, e.response), "domain": e.domain} for e in split]
+            for split in (examples.train, examples.eval))
 
 
 def per_domain_eval_loss(model, evaluation, domains) -> np.ndarray:
@@ -57,7 +70,7 @@ def per_domain_eval_loss(model, evaluation, domains) -> np.ndarray:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DATA))
+    add_arguments(parser)   # --task PATH and its field flags, as mixbench run takes them [DATA]
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--steps-per-round", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16, help="per process")
@@ -68,7 +81,8 @@ def main():
         dist.init_process_group("gloo")
     torch.manual_seed(0)                      # the same initial weights on every process
 
-    train, evaluation = load(args.data)
+    train, evaluation = load(from_arguments(args) if args.task else DataFile(DATA, text_field="text",
+                                                                             domain_field="domain"))
     model = GPT2LMHeadModel(GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,
                                        bos_token_id=EOS, eos_token_id=EOS))
     mixer = DomainMixer(

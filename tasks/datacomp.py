@@ -38,7 +38,7 @@ from mixbench.tasks.local import LocalDataTask
 
 from mixbench.config import TrainConfig
 from mixbench.data.images import CacheKey, load_images
-from mixbench.data.rows import BadRows
+from mixbench.data.rows import BadRows, repair_text
 from mixbench.task import Example, TaskData, TaskDataError, TaskInfo
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ def _caption(members: dict[str, bytes]) -> str:
     if "json" in members:
         try:
             record = json.loads(members["json"])
-            value = record.get("caption") if isinstance(record, dict) else None
+            value, _ = repair_text(record.get("caption") if isinstance(record, dict) else None)   # "\ud800" is JSON
             text = " ".join(value.split()) if isinstance(value, str) else ""
             problems.append('.json has no "caption"')
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

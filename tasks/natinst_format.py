@@ -31,7 +31,7 @@ import numpy as np
 from mixbench.tasks import datafiles
 from mixbench.tasks.local import LocalDataTask
 
-from mixbench.data.rows import BadRows, accept_rows, stable_hash
+from mixbench.data.rows import BadRows, accept_rows, repair_text, stable_hash
 from mixbench.task import Example, TaskDataError
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class _BadTask(Exception):
 def read_task(path: Path, *, max_instances: int | None, num_pos_examples: int, seed: int) -> TaskExamples:
     name = path.stem
     try:
-        task = json.loads(path.read_bytes())
+        task, _ = repair_text(json.loads(path.read_bytes()))   # a lone "\ud800" is valid JSON, not encodable text
     except FileNotFoundError:
         raise _BadTask("no such task file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

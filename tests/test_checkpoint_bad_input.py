@@ -76,14 +76,23 @@ def damage(path: Path, how: str) -> None:
         torch.save({**payload, "format_version": 99}, path)
     elif how == "not a checkpoint":
         torch.save({"weights": torch.zeros(3)}, path)
+    elif how == "one bit flipped":   # torch checks no CRC: the file still loads, with one weight changed
+        name, weight = next((k, t) for k, t in torch.load(path, weights_only=True)["model"].items() if t.numel() > 16)
+        raw = bytearray(path.read_bytes())
+        at = raw.find(weight.numpy().tobytes())
+        assert at >= 0
+        raw[at + 4 * 5] ^= 0x01   # the lowest bit of the sixth float
+        path.write_bytes(bytes(raw))
+        assert not torch.equal(torch.load(path, weights_only=True)["model"][name], weight)
 
 
 @pytest.mark.parametrize("how,message", [
     ("truncated", "is damaged or not a mixbench checkpoint"),
     ("garbage", "is damaged or not a mixbench checkpoint"),
     ("pickled code", "is damaged or not a mixbench checkpoint"),
-    ("other format", "was written in checkpoint format 99; this mixbench reads format 2 only"),
+    ("other format", "was written in checkpoint format 99; this mixbench reads format 3 only"),
     ("not a checkpoint", "is not a mixbench checkpoint"),
+    ("one bit flipped", "seed0.ckpt is damaged: its content does not match the digest it was written with"),
 ])
 def test_a_damaged_checkpoint_is_refused_and_nothing_is_touched(out, how, message):
     damage(out / RNB / "seed0.ckpt", how)
@@ -150,11 +159,13 @@ def test_resume_without_a_checkpoint_is_one_line_and_exit_2(run_cli, finished, t
     assert snapshot(out) == before
 
 
-def test_resume_from_a_damaged_checkpoint_is_one_line_and_exit_2(run_cli, finished, tmp_path):
+@pytest.mark.parametrize("how,message", [("truncated", "seed0.ckpt is damaged or not a mixbench checkpoint"),
+                                         ("one bit flipped", "seed0.ckpt is damaged: its content does not match")])
+def test_resume_from_a_damaged_checkpoint_is_one_line_and_exit_2(run_cli, finished, tmp_path, how, message):
     out = tmp_path / "out"
     shutil.copytree(finished, out)
-    damage(out / RNB / "seed0.ckpt", "truncated")
+    damage(out / RNB / "seed0.ckpt", how)
     before = snapshot(out)
     proc = run_cli("run", "--algo", "rnb", *TINY_CLI, "--out", str(out), "--resume")
-    assert_one_error_line(proc, "seed0.ckpt is damaged or not a mixbench checkpoint")
+    assert_one_error_line(proc, message)
     assert snapshot(out) == before

@@ -14,11 +14,20 @@ import pytest
 
 from mixbench import Embedder, registry
 from mixbench.testing import EMBEDDER_KIT, check_embedder, parametrize_with_checks
+from tests.minilm_model import minilm_model_files, prebuilt_minilm  # noqa: F401 - fixtures
 
 
 @parametrize_with_checks({name: registry.embedders.create(name) for name in registry.embedders.names()})
-def test_embedder_conforms(subject, check):
+def test_embedder_conforms(subject, check, prebuilt_minilm):  # noqa: F811 - the fixture
     check(subject)
+
+
+def test_minilm_torch_backend_conforms():
+    """The backend the int8 one replaced, kept for GPUs and as the reference, passes too."""
+    pytest.importorskip("sentence_transformers")
+    from mixbench.embedders.minilm import MiniLM
+
+    check_embedder(MiniLM(backend="torch"))
 
 
 def test_registry_has_the_builtins():

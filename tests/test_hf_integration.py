@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -138,6 +139,43 @@ def test_resuming_from_a_mid_run_checkpoint_ends_as_the_uninterrupted_run(full_r
     # The resumed log history holds the checkpoint's rounds, then the rounds it ran itself.
     assert [r["step"] for r in round_logs(resumed)] == [5, 10, 15, 20]
     assert without_seconds(round_logs(resumed)) == without_seconds(round_logs(trainer))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda path: path.write_bytes(path.read_bytes()[:200]), "cannot be read as a mixing state: it is damaged"),
+    (lambda path: torch.save({**(state := torch.load(path, weights_only=True)), "step": 10,
+                              "rounds": state["rounds"][:1]}, path),
+     "mixbench_mixing.pt is damaged: its content does not match the digest"),
+])
+def test_a_damaged_mixing_state_is_refused_in_one_line_naming_the_file(full_run, tmp_path, damage, message):
+    """A truncated state file (a raw error from torch.load before) and one whose content changed
+    (resumed silently before: torch checks no CRC) are each one IntegrationError naming it."""
+    out, _, _ = full_run
+    copy_out = tmp_path / "out"
+    copy_out.mkdir()
+    checkpoint = copy_out / "checkpoint-10"
+    shutil.copytree(out / "checkpoint-10", checkpoint)
+    damage(checkpoint / "mixbench_mixing.pt")
+    resumed, _ = make_trainer(copy_out)
+    with pytest.raises(IntegrationError) as exc:
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert message in one_line(exc) and str(checkpoint / "mixbench_mixing.pt") in str(exc.value)
+
+
+def test_domains_whose_metric_names_collide_keep_a_curve_each(tmp_path):
+    """MLflow takes no '?' or '!' in a metric name: "math?" and "math!" both become "math_", and
+    one domain's curves overwrote the other's. Each now has its own."""
+    names = {"alpha": "math?", "beta": "math!", "gamma": "code"}
+    train = train_set().map(lambda row: {"domain": names[row["domain"]]})
+    mixing = MixingCallback("stratified", steps_per_round=K)
+    trainer = MixingTrainer(model=tiny_gpt2(), args=arguments(tmp_path, max_steps=K), train_dataset=train,
+                            callbacks=[mixing])
+    trainer.train()
+    [last] = round_logs(trainer)
+    drawn = {k: v for k, v in last.items() if k.startswith("drawn/")}
+    # Domains are numbered by sorted name: code 0, math! 1, math? 2.
+    assert sorted(drawn) == ["drawn/code", "drawn/math_-1", "drawn/math_-2"]
+    assert sum(drawn.values()) == K * 8
 
 
 def without_seconds(logs: list[dict]) -> list[dict]:

@@ -25,6 +25,10 @@ hostile-exit = hostile_plugin.exits:Whatever
 hostile-nodefault = hostile_plugin:NoDefault
 hostile-positional = hostile_plugin:Positional
 hostile-crash = hostile_plugin:CrashesInUpdate
+hostile-hang = hostile_plugin.hangs:Whatever
+hostile-interrupt = hostile_plugin.interrupts:Whatever
+hostile-skipped = hostile_plugin.skipped:Whatever
+hostile-slow-summary = hostile_plugin:SummaryHangs
 
 [mixbench.tasks]
 hostile-status = hostile_plugin:StatusRaises
@@ -63,6 +67,13 @@ class SummaryRaises(FakeStratified):
     @classmethod
     def summary(cls):
         raise RuntimeError("summary exploded")
+
+
+class SummaryHangs(FakeStratified):
+    @classmethod
+    def summary(cls):
+        import time
+        time.sleep(600)
 
 
 class NoDefault(FakeStratified):
@@ -106,6 +117,11 @@ class EmbedderSummaryRaises(Embedder):
 '''
 
 EXITS = "import sys\nsys.exit('hostile plugin exits at import')\n"
+HANGS = "import time\ntime.sleep(600)\n"   # an import that never ends (a network mount, a lock)
+INTERRUPTS = "raise KeyboardInterrupt('hostile plugin interrupts its own import')\n"
+# What pytest.skip() raises at module level: a BaseException, not an Exception.
+SKIPPED = "class Skipped(BaseException):\n    pass\n\n\nraise Skipped('hostile plugin skips itself')\n"
+TIME_LIMIT = "3"   # seconds a plugin may take here (MIXBENCH_PLUGIN_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +130,9 @@ def hostile_site(tmp_path_factory) -> Path:
     (site / "hostile_plugin").mkdir()
     (site / "hostile_plugin" / "__init__.py").write_text(PACKAGE)
     (site / "hostile_plugin" / "exits.py").write_text(EXITS)
+    (site / "hostile_plugin" / "hangs.py").write_text(HANGS)
+    (site / "hostile_plugin" / "interrupts.py").write_text(INTERRUPTS)
+    (site / "hostile_plugin" / "skipped.py").write_text(SKIPPED)
     info = site / "mixbench_hostile-0.0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DIST}\nVersion: 0.0.1\n")
@@ -121,14 +140,15 @@ def hostile_site(tmp_path_factory) -> Path:
     return site
 
 
-def _python(code: str, site: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+def _python(code: str, site: Path, cwd: Path, time_limit: str = TIME_LIMIT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+               MIXBENCH_PLUGIN_TIMEOUT=time_limit)
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=120)
 
 
-def test_list_survives_every_broken_plugin(hostile_site, tmp_path):
+def test_list_survives_every_broken_or_hanging_plugin(hostile_site, tmp_path):
     proc = _python("import sys; sys.argv = ['mixbench', 'list']; from mixbench.cli import main; main()",
                    hostile_site, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -148,6 +168,31 @@ def test_list_survives_every_broken_plugin(hostile_site, tmp_path):
     # One that exits at import is a warning, not the end of the command.
     assert "hostile-exit" not in proc.stdout
     assert "'hostile-exit'" in proc.stderr and "SystemExit" in proc.stderr
+    # A plugin whose import hangs, or whose summary hangs, is reported as not answering within the
+    # time limit (before, `list` waited for ever); one that raises a BaseException at import (its
+    # own KeyboardInterrupt, pytest's Skipped) is a warning like any other failure (before, it
+    # ended the command).
+    assert "Aborted!" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    [hang] = [w for w in warnings if "'hostile-hang'" in w]
+    assert f"TimeLimitExceeded: its import did not answer within {TIME_LIMIT} s (the limit is " \
+           f"$MIXBENCH_PLUGIN_TIMEOUT)" in hang
+    [interrupt] = [w for w in warnings if "'hostile-interrupt'" in w]
+    assert "CallAborted: KeyboardInterrupt: hostile plugin interrupts its own import" in interrupt
+    [skipped] = [w for w in warnings if "'hostile-skipped'" in w]
+    assert "CallAborted: Skipped: hostile plugin skips itself" in skipped
+    assert any(line.split()[:1] == ["hostile-slow-summary"] and "TimeLimitExceeded: describing itself" in line
+               for line in lines), proc.stdout
+
+
+def test_a_run_of_a_builtin_never_waits_on_a_plugin(hostile_site, tmp_path):
+    """With a plugin whose import hangs installed, and a time limit longer than the test allows,
+    a run of built-ins loads no plugin at all and finishes."""
+    proc = _python("import sys; sys.argv = ['mixbench', 'run', '--algo', 'stratified', '--task', 'synthetic',"
+                   " '--steps', '4', '--steps-per-round', '2', '--no-mlflow', '--no-progress', '--out', 'out']\n"
+                   "from mixbench.cli import main; main()", hostile_site, tmp_path, time_limit="600")
+    assert proc.returncode == 0, proc.stderr
+    assert "hostile-hang" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_plugin_never_replaces_a_builtin(hostile_site, tmp_path):

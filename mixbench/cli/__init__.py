@@ -11,6 +11,7 @@ import warnings
 import click
 
 from mixbench.cli.compare import compare_cell_cmd, compare_cmd
+from mixbench.cli.exit_codes import command_line
 from mixbench.cli.listing import list_cmd
 from mixbench.cli.paper import paper_cmd
 from mixbench.cli.regroup import regroup_cmd
@@ -76,4 +77,4 @@ _TERMINATION_SIGNALS = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal
 
 def main() -> None:
     _interrupt_on_termination()
-    cli()
+    command_line(cli)

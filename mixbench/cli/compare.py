@@ -7,7 +7,14 @@ import sys
 import click
 
 from mixbench.cli.exit_codes import PARTLY_FAILED, exit_codes
-from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
+from mixbench.cli.options import (
+    checkpoint_options,
+    config_options,
+    embedder_option,
+    k_choice_options,
+    output_options,
+    task_option,
+)
 
 
 @click.command("compare")
@@ -25,12 +32,13 @@ from mixbench.cli.options import checkpoint_options, config_options, embedder_op
                    "output in seed<N>.log beside its results; one line per finished cell here).")
 @checkpoint_options
 @embedder_option
+@k_choice_options
 @config_options(exclude=("seed",))
 @output_options(experiment="mixbench-compare",
                 out_help="Cells go to OUT/<task>/<algo>/<domains>/seed<N>.json; the summary to OUT/<task>/summary.*")
 @exit_codes
 def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, jobs, checkpoint_every, keep_checkpoints,
-                embedder, config, out_dir, use_mlflow, experiment, progress):
+                embedder, k_choice, config, out_dir, use_mlflow, experiment, progress):
     """Run strategies × domains × seeds on one task (reusing finished cells, an interrupted one going on
     from its checkpoint) and compare them."""
     from mixbench.cli.hyperparameters import parse_param_specs
@@ -43,15 +51,16 @@ def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, jobs, che
 
     algos = tuple(parse_list(algos, "algos"))
     grid = run_grid(GridSettings(
-        task=task, algos=algos, seeds=tuple(parse_seeds(seeds)),
+        task=task.name, task_file=task.file, algos=algos, seeds=tuple(parse_seeds(seeds)),
         domains=tuple(parse_list(domains_specs, "domains")) if domains_specs is not None else None,
-        overrides=config, params=parse_param_specs(params, list(algos)), embedder=embedder, out_dir=out_dir,
+        overrides=config, params=parse_param_specs(params, list(algos)), embedder=embedder, k_choice=k_choice,
+        out_dir=out_dir,
         tracking=TrackingSettings(enabled=use_mlflow, experiment=experiment), progress=progress,
         keep_cells=keep_cells, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs))
     results = grid.results()
     table = summarize(results)
     click.echo(format_text(table))
-    base = out_dir / task / "summary"
+    base = out_dir / task.name / "summary"
     write_text(base.with_suffix(".csv"), table.to_csv(index=False))
     write_text(base.parent / "summary_per_domain.csv", per_domain_table(results).to_csv())
     write_text(base.with_suffix(".md"), format_markdown(table) + "\n")
@@ -68,12 +77,14 @@ def compare_cmd(task, algos, seeds, domains_specs, params, keep_cells, jobs, che
 @click.argument("spec")
 @exit_codes
 def compare_cell_cmd(spec):
-    """One cell of `compare --jobs N`, in its own process (SPEC: parallel_cells.cell_spec's JSON)."""
+    """One cell of `compare --jobs N`, in its own process (SPEC: parallel_cells.CellSpec's JSON)."""
     import torch
 
-    from mixbench.experiments.parallel_cells import read_cell_spec
-    from mixbench.experiments.run import run
+    from mixbench.engine.orphans import end_with_parent
+    from mixbench.experiments.compare import CellSettings, run_cell
+    from mixbench.experiments.parallel_cells import CellSpec
 
-    settings, threads = read_cell_spec(spec)
-    torch.set_num_threads(threads)   # its share of the cores (OMP_NUM_THREADS says the same)
-    run(settings)
+    cell = CellSpec.from_json(spec)
+    end_with_parent(cell.parent)   # a compare killed outright leaves no cell training on
+    torch.set_num_threads(cell.threads)   # its share of the cores (OMP_NUM_THREADS says the same)
+    run_cell(cell.settings, CellSettings(**cell.reuse), cell.keep, wait=True)

@@ -1,21 +1,29 @@
-"""`mixbench list`: every strategy, embedder and task, with where each comes from."""
+"""`mixbench list`: every strategy, embedder and task, with where each comes from; with --task,
+that one task's data."""
 
 from __future__ import annotations
 
 import click
 
 from mixbench.cli.exit_codes import exit_codes
+from mixbench.cli.options import task_options
 from mixbench.config import option
 
 
 @click.command("list")
+@task_options(default=None)
 @exit_codes
-def list_cmd():
-    """List strategies, embedders and tasks, with where each comes from."""
+def list_cmd(task):
+    """List strategies, embedders and tasks, with where each comes from; with --task (a name, or a data
+    file and its field flags), that task's data: its rows per domain and split."""
     from mixbench import registry
 
+    if task is not None:
+        click.echo("\n".join(_task_data_lines(task)))
+        return
     for title, reg, describe in (("strategies", registry.strategies, _strategy_lines),
                                  ("embedders", registry.embedders, _embedder_lines),
+                                 ("k rules (--k-rule)", registry.k_rules, _embedder_lines),
                                  ("tasks", registry.tasks, _task_lines)):
         click.echo(f"{title}:")
         for entry in reg.entries():
@@ -24,9 +32,16 @@ def list_cmd():
 
 def _guarded(describe, entry, width: int = 100) -> list[str]:
     """`describe(entry)`, or, when the plugin's own code raises (or exits) while describing itself,
-    its name, origin and what went wrong: one broken plugin never hides the others."""
+    or does not answer within the plugin time limit, its name, origin and what went wrong: one
+    broken or hanging plugin never hides (or holds up) the others."""
+    from mixbench.registry import TIMEOUT_ENV, plugin_timeout
+    from mixbench.timelimit import call_in_time
+
     try:
-        return describe(entry)
+        if entry.builtin:
+            return describe(entry)
+        return call_in_time(lambda: describe(entry), plugin_timeout(), f"describing itself (the limit is "
+                            f"${TIMEOUT_ENV})")
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - plugin code: summary(), a task's status(), ...
         return (_wrap(f"{entry.name:<12} cannot describe itself: {type(exc).__name__}: {exc}", "  ", _INDENT, width)
                 + _wrap(_keep_whole(f"[{entry.origin}]"), _INDENT, _INDENT, width))
@@ -82,3 +97,20 @@ def _task_lines(entry, width: int = 100) -> list[str]:
             + _wrap(f"{facts}, {budget.steps} steps, K={budget.steps_per_round}  {_keep_whole(f'[{entry.origin}]')}",
                     _INDENT, _INDENT, width)
             + _wrap(f"status: {task.status()}", _INDENT, _INDENT + "  ", width))
+
+
+def _task_data_lines(spec) -> list[str]:
+    """One task loaded: what it is, where its data is, and its rows per domain and split."""
+    task = spec.create()
+    info, data, budget = task.info(), task.load(), task.budget
+    width = max([len("domain"), *map(len, data.domains)])
+    lines = [f"{spec.name}: {info.description}", f"  source: {info.source}",
+             f"  version {info.version}; {info.modality}, model {budget.model}, {budget.steps} steps, "
+             f"K={budget.steps_per_round}, {budget.eval_per_domain} eval rows scored per domain",
+             f"  {'domain':<{width}}  {'train':>7}  {'eval':>6}"]
+    for domain, n_train, n_eval in zip(data.domains, data.sizes("train"), data.sizes("eval")):
+        lines.append(f"  {domain:<{width}}  {n_train:>7}  {n_eval:>6}")
+    unseen = data.unseen_eval_domains()
+    lines.append(f"  {'total':<{width}}  {len(data.train):>7}  {len(data.eval):>6}"
+                 + (f"  ({len(unseen)} eval domains have no train rows)" if unseen else ""))
+    return lines

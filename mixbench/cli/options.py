@@ -17,7 +17,10 @@ from pathlib import Path
 
 import click
 
+from mixbench.cli.exit_codes import exit_codes
 from mixbench.config import TrainConfig, option
+from mixbench.data.datafile import choices
+from mixbench.errors import MixbenchError
 
 Decorator = Callable[[Callable], Callable]
 
@@ -49,12 +52,76 @@ def config_options(*, exclude: tuple[str, ...] = ()) -> Decorator:
 
 
 def task_option(fn):
-    return click.option("--task", default="champ", show_default=True, help="Task name (see `mixbench list`).")(fn)
+    """--task NAME or PATH and a data file's field flags (mixbench.data.datafile); the command
+    receives them as one `task`, a TaskSpec, checked before the command starts."""
+    return task_options(default="champ")(fn)
+
+
+def task_options(*, default: str | None) -> Decorator:
+    """As `task_option`, with another default for --task (None: the command gets `task` None
+    when --task is not given)."""
+    fields = choices()
+    decorators = [click.option("--task", "task_name", default=default, show_default=default is not None,
+                               help="Task name (see `mixbench list`), or the path of a data file of your own: "
+                                    "JSONL, CSV, TSV, Parquet, or a folder saved by a Hugging Face dataset's "
+                                    "save_to_disk (README: Your own data).")]
+    decorators += [click.option(f"--{option(f.name)}", f"file_{f.name}", metavar=f.metadata["metavar"], default=None,
+                                type=float if f.name == "eval_fraction" else str,
+                                help=f"Data file: {f.metadata['help']}") for f in fields]
+
+    def gather(fn):
+        @functools.wraps(fn)   # keeps the options declared below this decorator
+        @exit_codes            # a bad --task is bad input, said before the command starts
+        def command(*args, **kwargs):
+            from mixbench.experiments.task_spec import TaskSpec
+
+            name = kwargs.pop("task_name")
+            given = {f.name: kwargs.pop(f"file_{f.name}") for f in fields}
+            if name is None:
+                flags = [f"--{option(k)}" for k, v in given.items() if v is not None]
+                if flags:
+                    raise MixbenchError(f"{', '.join(flags)}: for a data file, given as --task PATH")
+                return fn(*args, task=None, **kwargs)
+            return fn(*args, task=TaskSpec.parse(name, **given), **kwargs)
+        return command
+
+    return lambda fn: _compose(decorators)(gather(fn))
 
 
 def embedder_option(fn):
     return click.option("--embedder", default="minilm", show_default=True,
                         help="Embedder for regrouping (see `mixbench list`).")(fn)
+
+
+def k_choice_options(fn):
+    """--k-rule, --min-cluster-size, --collapse-duplicates: how Regroup picks its k. The command
+    receives them as one `k_choice` (mixbench.regroup.KChoice), checked before it starts."""
+    from mixbench.regroup.spec import DEFAULT_K_RULE
+
+    decorators = [
+        click.option("--k-rule", default=DEFAULT_K_RULE, show_default=True, metavar="RULE",
+                     help="How Regroup picks k among those swept (see `mixbench list`): silhouette (the paper's), "
+                          "first-peak, kneedle, davies-bouldin, calinski-harabasz, gap."),
+        click.option("--min-cluster-size", type=int, default=1, show_default=True, metavar="N",
+                     help="Regroup passes over any k that leaves a cluster with fewer than N training examples."),
+        click.option("--collapse-duplicates", type=float, default=None, metavar="COSINE",
+                     help="Before clustering, count training texts whose embeddings are at least this cosine-similar "
+                          "as one (e.g. 0.95) [off]."),
+    ]
+
+    def gather(fn):
+        @functools.wraps(fn)   # keeps the options declared below this decorator
+        @exit_codes            # a bad choice is bad input, said before the command starts
+        def command(*args, **kwargs):
+            from mixbench.regroup.spec import KChoice
+
+            choice = KChoice(rule=kwargs.pop("k_rule"), min_cluster_size=kwargs.pop("min_cluster_size"),
+                             collapse=kwargs.pop("collapse_duplicates"))
+            choice.check()
+            return fn(*args, k_choice=choice, **kwargs)
+        return command
+
+    return _compose(decorators)(gather(fn))
 
 
 def output_options(*, experiment: str, out_help: str) -> Decorator:

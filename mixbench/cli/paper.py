@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 import click
 
 from mixbench.cli.exit_codes import PARTLY_FAILED, exit_codes
-from mixbench.cli.options import checkpoint_options, config_options, output_options
+from mixbench.cli.options import checkpoint_options, config_options, output_options, task_options
+
+
+def _registered_seeds() -> str:
+    """The protocol's seed tiers as the help says them (protocol.py is data: cheap to import)."""
+    from mixbench.experiments.paper.protocol import SEED_TIERS
+
+    rows = {"main": "stratified, R&B and the regroup ablation", "sweep": "the k sweep and the unbiased Gram",
+            "costly": "Skill-It, Aioli and DGA"}
+    return ", ".join(f"{seeds[0]}-{seeds[-1]} for {rows[tier]}" for tier, seeds in SEED_TIERS.items())
 
 
 @click.command("paper")
 @click.option("--tasks", default=None,
               help="Comma-separated tasks [the stand-ins whose data is here: evals-id (Sup-NatInst), evals-ood "
                    "(Sup-NatInst test), champ (S1-59K), and openclipart, else digits (DataComp)].")
-@click.option("--seeds", default=None, help="Comma-separated seeds [0,1,2; --quick: 0,1].")
+@task_options(default=None)   # --task PATH and its field flags: a data file of your own, beside --tasks
+@click.option("--seeds", default=None,
+              help="Comma-separated seeds for every row run [each row its pre-registered seeds: "
+                   f"{_registered_seeds()}; --quick: 0,1]. Seeds beyond a row's registered ones are exploratory: "
+                   "reported apart, never in a verdict.")
 @click.option("--quick", is_flag=True,
               help="A smoke version in well under a minute: synthetic and digits, seeds 0,1, 20 steps, k in 2,4,8, "
                    "the tfidf embedder (each can still be set).")
@@ -37,18 +49,19 @@ from mixbench.cli.options import checkpoint_options, config_options, output_opti
                 out_help="Cells go to OUT/<grid>/<task>/<algo>/<domains>/seed<N>.json, the record of the run to "
                          "OUT/paper.json, the report to OUT/report/paper.md and paper.html.")
 @exit_codes
-def paper_cmd(tasks, seeds, quick, rows, params, embedder, report_only, jobs, checkpoint_every, keep_checkpoints,
-              config, out_dir, use_mlflow, experiment, progress):
+def paper_cmd(tasks, task, seeds, quick, rows, params, embedder, report_only, jobs, checkpoint_every,
+              keep_checkpoints, config, out_dir, use_mlflow, experiment, progress):
     """Run the paper's protocol (Table 1, the Fig. 3 ablation, the Fig. 2 k sweep, the image-text table) on
     each task, resumable like compare, and write the report beside the paper's figures."""
     from mixbench.experiments.paper.report import render
     from mixbench.experiments.paper.runner import run_paper
+    from mixbench.experiments.provenance import portable_command
     from mixbench.experiments.settings import TrackingSettings
 
     failed = []
     if not report_only:
-        settings = _settings(tasks, seeds, quick, rows, params, embedder, config, out_dir=out_dir,
-                             command=shlex.join(["mixbench", *sys.argv[1:]]),
+        settings = _settings(tasks, task, seeds, quick, rows, params, embedder, config, out_dir=out_dir,
+                             command=portable_command(["mixbench", *sys.argv[1:]], out_dir),
                              tracking=TrackingSettings(enabled=use_mlflow, experiment=experiment), progress=progress,
                              checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, jobs=jobs)
         failed = run_paper(settings).failed
@@ -61,8 +74,9 @@ def paper_cmd(tasks, seeds, quick, rows, params, embedder, report_only, jobs, ch
         sys.exit(PARTLY_FAILED)
 
 
-def _settings(tasks, seeds, quick, rows, params, embedder, config, **how):
-    """The PaperSettings the options give: the protocol's (--quick: a smaller one), and `how` it runs."""
+def _settings(tasks, task, seeds, quick, rows, params, embedder, config, **how):
+    """The PaperSettings the options give: the protocol's (--quick: a smaller one), and `how` it runs.
+    `task` (--task, a TaskSpec) runs with --tasks, or alone."""
     from mixbench.cli.hyperparameters import parse_param_specs
     from mixbench.cli.lists import parse_list, parse_seeds
     from mixbench.errors import MixbenchError
@@ -75,14 +89,16 @@ def _settings(tasks, seeds, quick, rows, params, embedder, config, **how):
     if quick:
         overrides = {**QUICK_BUDGET, **overrides}
     names = tuple(parse_list(tasks, "tasks")) if tasks is not None else (
-        protocol.QUICK_TASKS if quick else default_tasks())
+        () if task is not None else protocol.QUICK_TASKS if quick else default_tasks())
+    names += (task.name,) if task is not None and task.name not in names else ()
     if not names:
         raise MixbenchError("no task of the paper's stand-ins has its data here (see `mixbench list`); name one "
                             "with --tasks")
     algos = sorted({row.algo for row in protocol.rows_for(protocol.TASKS["champ"], ood=False, ks=())})
     return PaperSettings(
-        tasks=names, seeds=tuple(parse_seeds(seeds if seeds is not None else ("0,1" if quick else "0,1,2"))),
+        tasks=names, seeds=tuple(parse_seeds(seeds)) if seeds is not None else None,
         overrides=overrides, params=parse_param_specs(params, algos),
         embedder=embedder or ("tfidf" if quick else "minilm"),
         ks=protocol.QUICK_K_SWEEP if quick else protocol.K_SWEEP, quick=quick,
-        rows=tuple(parse_list(rows, "rows")) if rows is not None else None, **how)
+        rows=tuple(parse_list(rows, "rows")) if rows is not None else None,
+        task_files={task.name: task.file} if task is not None and task.file is not None else {}, **how)

@@ -8,7 +8,14 @@ import sys
 import click
 
 from mixbench.cli.exit_codes import exit_codes
-from mixbench.cli.options import checkpoint_options, config_options, embedder_option, output_options, task_option
+from mixbench.cli.options import (
+    checkpoint_options,
+    config_options,
+    embedder_option,
+    k_choice_options,
+    output_options,
+    task_option,
+)
 from mixbench.errors import MixbenchError
 
 
@@ -30,6 +37,7 @@ from mixbench.errors import MixbenchError
               help="original, or regroup[:K] (K a number or START:STOP) [the strategy's default: "
                    "regroup for rnb, original for the baselines].")
 @embedder_option
+@k_choice_options
 @config_options()
 @output_options(experiment="mixbench", out_help="Results go to OUT/<task>/<algo>/<original|regroup>/seed<N>.json.")
 @click.option("--resume", is_flag=True,
@@ -41,8 +49,8 @@ from mixbench.errors import MixbenchError
                    "evenly over them.")
 @click.pass_context
 @exit_codes
-def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow, experiment, progress, resume,
-            checkpoint_every, keep_checkpoints, nproc):
+def run_cmd(ctx, algo, task, domains_spec, embedder, k_choice, config, out_dir, use_mlflow, experiment, progress,
+            resume, checkpoint_every, keep_checkpoints, nproc):
     """Train once with one strategy on one task and report loss, mixture and overhead."""
     from mixbench import registry
     from mixbench.cli.hyperparameters import parse_hyperparameters
@@ -58,8 +66,9 @@ def run_cmd(ctx, algo, task, domains_spec, embedder, config, out_dir, use_mlflow
     if nproc > 1 and launched_world_size() > 1:
         raise MixbenchError("--nproc starts the processes itself: under torchrun leave it out")
     settings = RunSettings.resolve(
-        task=task, algo=algo, params=parse_hyperparameters(algo, registry.strategies.get(algo), ctx.args),
-        overrides=config, domains=domains_spec, embedder=embedder, out_dir=out_dir,
+        task=task.name, task_file=task.file, algo=algo,
+        params=parse_hyperparameters(algo, registry.strategies.get(algo), ctx.args),
+        overrides=config, domains=domains_spec, embedder=embedder, k_choice=k_choice, out_dir=out_dir,
         tracking=TrackingSettings(enabled=use_mlflow, experiment=experiment), progress=progress,
         resume=REQUIRED if resume else NEVER, checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints)
     if nproc > 1:   # the same command in N processes; what they cannot share is refused here, before they start

@@ -4,10 +4,14 @@ Real data files have the odd broken line (a truncated write, a stray log line, a
 field). Loading should not die on the first one, nor silently load a file that is mostly garbage.
 The rule here, per file:
 
-* a bad row (not JSON, not a JSON object, not UTF-8, a required field missing, or refused by the
-  caller's `parse`) is skipped with a logged warning that names ``file:line`` and the reason;
+* a bad row (not JSON, not a JSON object, a required field missing, or refused by the caller's
+  `parse`) is skipped with a logged warning that names ``file:line`` and the reason;
 * if more rows are bad than tolerated the whole file is refused with a one-line `TaskDataError`.
-  Tolerated: 5 % of the rows examined, at most 50, and always at least one.
+  Tolerated: 5 % of the rows examined, at most 50, and always at least one;
+* text that is not valid Unicode is repaired, not fatal: bytes that are not UTF-8, and lone
+  surrogates (JSON's ``"\ud800"`` is valid JSON but no encoder takes the string it decodes to, so
+  it would fail later, as a traceback, wherever the text is tokenised or hashed) become U+FFFD; the
+  rows repaired are counted and reported in one warning per file.
 
 Domains that end up with no examples are dropped with a warning (`drop_empty_domains`); if every
 domain is empty that is an error too.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +37,11 @@ T = TypeVar("T")
 
 MAX_BAD_ROWS = 50
 MAX_BAD_FRACTION = 0.05
+REPLACEMENT = "\ufffd"
+# Lone surrogates: JSON escapes of half a pair, and the bytes that are not UTF-8 as the
+# "surrogateescape" decoding keeps them (U+DC80..U+DCFF). A pair JSON escapes whole decodes to one
+# character, so every surrogate left in a decoded string is a lone one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class RowError(ValueError):
@@ -42,13 +52,16 @@ class BadRows:
     """Counts the bad rows of one file, warns about each, and refuses the file when there are too many."""
 
     def __init__(self, where: str, *, max_bad: int = MAX_BAD_ROWS, max_bad_fraction: float = MAX_BAD_FRACTION,
-                 unit: str = "line"):
+                 unit: str = "line", warn_each: bool = True):
         self.where = where
         self.max_bad = max_bad
         self.max_bad_fraction = max_bad_fraction
         self.unit = unit          # "line" for JSONL, "row" for tables, "instance" for task files
+        self.warn_each = warn_each   # False: one warning for all the skipped rows, from finish()
         self.count = 0
         self.first: tuple[Any, str] | None = None
+        self.repaired = 0
+        self.first_repaired: Any = None
 
     def location(self, position) -> str:
         return f"{self.where}:{position}" if self.unit == "line" else f"{self.where}: {self.unit} {position}"
@@ -57,7 +70,27 @@ class BadRows:
         self.count += 1
         if self.first is None:
             self.first = (position, reason)
-        log.warning("%s: %s; skipped", self.location(position), reason)
+        if self.warn_each:
+            log.warning("%s: %s; skipped", self.location(position), reason)
+
+    def repair(self, position) -> None:
+        """Counts a row kept with its invalid text replaced (see `repair_text`)."""
+        self.repaired += 1
+        if self.first_repaired is None:
+            self.first_repaired = position
+
+    def finish(self, examined: int) -> None:
+        """`check`, then the warnings that were held back: the skipped rows (when not warned about
+        one by one) and the repaired ones, one line each."""
+        self.check(examined)
+        if self.count and not self.warn_each:
+            position, reason = self.first
+            log.warning("%s: %d of %d %ss skipped as malformed or incomplete (first at %s: %s)", self.where,
+                        self.count, examined, self.unit, self.location(position), reason)
+        if self.repaired:
+            log.warning("%s: %d %s(s) held text that is not valid Unicode (bytes that are not UTF-8, or lone "
+                        "surrogates such as \\ud800); replaced by U+FFFD (first at %s)", self.where, self.repaired,
+                        self.unit, self.location(self.first_repaired))
 
     def tolerated(self, examined: int) -> int:
         return max(1, min(self.max_bad, int(self.max_bad_fraction * examined)))
@@ -91,7 +124,7 @@ def parse_jsonl(
     of a big file. The result is always in file order.
     """
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        data = data.encode("utf-8", "surrogateescape")   # a lone surrogate stays one, to be repaired per row
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
         data = data[3:]
     lines = data.split(b"\n")
@@ -108,17 +141,14 @@ def parse_jsonl(
             break
         examined += 1
         try:
-            record = json.loads(lines[i].decode("utf-8"))
-        except UnicodeDecodeError:
-            bad.add(i + 1, "not valid UTF-8")
-            continue
+            record = parse_json_line(lines[i])
         except json.JSONDecodeError as exc:
             bad.add(i + 1, f"malformed JSON ({exc.msg} at column {exc.colno})")
             continue
         result = _accept(record, parse, required, bad, i + 1)
         if result is not _SKIP:
             accepted.append((i, result))
-    bad.check(examined)
+    bad.finish(examined)
     accepted.sort(key=lambda pair: pair[0])
     return [value for _, value in accepted]
 
@@ -152,9 +182,36 @@ def accept_rows(rows: Sequence[Any], where: str, parse: Callable[[dict], T | Non
         result = _accept(rows[i], parse, required, bad, i + start)
         if result is not _SKIP:
             accepted.append((i, result))
-    bad.check(examined)
+    bad.finish(examined)
     accepted.sort(key=lambda pair: pair[0])
     return [value for _, value in accepted]
+
+
+def parse_json_line(raw: bytes):
+    """One JSONL line as JSON. Bytes that are not UTF-8 are kept as lone surrogates (the
+    "surrogateescape" decoding), for `repair_text` to replace with the JSON escapes of one."""
+    return json.loads(raw.decode("utf-8", "surrogateescape"))
+
+
+def repair_text(value):
+    """`value` with every lone surrogate in its strings replaced by U+FFFD, and whether any was.
+    Strings inside lists and dicts (values, not keys) are repaired too; anything else is returned
+    as it is. Cheap when there is nothing to repair: one regular-expression search per string."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value) is None:
+            return value, False
+        return _SURROGATE.sub(REPLACEMENT, value), True
+    if isinstance(value, dict):
+        repaired = {key: repair_text(item) for key, item in value.items()}
+        if not any(changed for _, changed in repaired.values()):
+            return value, False
+        return {key: item for key, (item, _) in repaired.items()}, True
+    if isinstance(value, list):
+        repaired = [repair_text(item) for item in value]
+        if not any(changed for _, changed in repaired):
+            return value, False
+        return [item for item, _ in repaired], True
+    return value, False
 
 
 _SKIP = object()
@@ -164,6 +221,9 @@ def _accept(record, parse, required, bad: BadRows, position):
     if not isinstance(record, dict):
         bad.add(position, f"not a JSON object (a {type(record).__name__})")
         return _SKIP
+    record, repaired = repair_text(record)
+    if repaired:
+        bad.repair(position)
     missing = next((key for key in required if record.get(key) is None), None)
     if missing is not None:
         bad.add(position, f"missing required field {missing!r}")

@@ -5,7 +5,9 @@ One is written, atomically, at every round end, every `every` steps if asked, an
 or a termination signal arrives during a training step (the signal waits for the step to end;
 see interrupts.py). One arriving elsewhere (an evaluation, a strategy's update) ends the run
 as before, and the last checkpoint is where a resume starts. A checkpoint holds tensors and
-plain data only, so it loads with `torch.load(path, weights_only=True)`:
+plain data only, so it loads with `torch.load(path, weights_only=True)`, and a digest of all of it
+(mixbench/storage/digest.py), checked on load: torch verifies no checksum, so a flipped bit in a
+tensor would otherwise resume silently into another run.
 
   identity    what the run is (task, strategy, hyperparameters, config, domains): a resume must match it
   notes       what the caller wants back on resume (when the run started, its MLflow run): not checked
@@ -16,8 +18,8 @@ plain data only, so it loads with `torch.load(path, weights_only=True)`:
   meter       FLOPs, seconds and bytes so far
   history     the record so far: initial evaluation, every round, every step's loss
 
-In a data-parallel run rank 0 writes it, with the round's sums of every rank pooled into its own
-(see distributed.py); every rank resumes from the same file.
+In a data-parallel run rank 0 writes it, with every rank's share of the round's sums (see
+distributed.py); every rank resumes from the same file, each taking up its own share.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ from mixbench.engine.interrupts import held_signals
 from mixbench.engine.state import RunState
 from mixbench.errors import MixbenchError
 from mixbench.storage.atomic import write_atomic
+from mixbench.storage.digest import DIGEST_KEY, DamagedFile, check_digest, content_digest
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mixbench-checkpoint"
 # Raise when the layout below changes: an older checkpoint is then refused. 2: the round driver's
 # state, and the shuffled-pass sampler (format 1's i.i.d. sampler state cannot continue in it).
-FORMAT_VERSION = 2
+# 3: a content digest of the whole payload.
+FORMAT_VERSION = 3
 _PARTS = ("identity", "notes", "step", "model", "optimizer", "sampler", "probe_rng", "rng", "driver", "meter",
           "history")
 # History fields the run sets up from its data before training: checked against the checkpoint's, not restored.
@@ -121,6 +125,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
     missing = [part for part in _PARTS if part not in payload]
     if missing:
         raise CheckpointError(f"{path} is damaged (it lacks {', '.join(missing)})")
+    try:
+        check_digest(payload, path)
+    except DamagedFile as exc:
+        raise CheckpointError(str(exc)) from None
+    except TypeError as exc:   # a value no checkpoint holds: not one mixbench wrote
+        raise CheckpointError(f"{path} is damaged or not a mixbench checkpoint ({exc})") from None
     if isinstance(payload["identity"], dict):   # written before data-parallel runs: by one process
         payload["identity"].setdefault("world size", 1)
     return Checkpoint(path, payload)
@@ -142,6 +152,7 @@ class CheckpointPlan:
     identity: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)   # may be filled in after the plan is made
     resume: Checkpoint | None = None
+    written: list[int] = field(default_factory=list)   # the step of each checkpoint this run wrote, in order
 
 
 class Checkpointer:
@@ -178,12 +189,14 @@ class Checkpointer:
             self.save()
 
     def save(self) -> None:
-        """Write a checkpoint now; the state must be between two steps. A write that fails costs
-        the run nothing but a warning: it goes on, and the previous checkpoint stays. Every rank
-        calls it at the same points (rank 0 writes)."""
+        """Write a checkpoint now; the state must be between two steps. A write that fails, however
+        the serializer fails (torch.save raises RuntimeError on a full disk or past a file-size
+        limit, not OSError), costs the run nothing but one warning: it goes on, the previous
+        checkpoint stays as it was, and no temporary file is left. Every rank calls it at the
+        same points (rank 0 writes)."""
         if not self.planned:
             return
-        self.state.driver.pool_round()   # mid-round: rank 0 must hold the round's sums
+        self.state.driver.gather_round()   # mid-round: rank 0 saves every rank's share of the round
         if not self.writing:
             return
         with held_signals():   # a signal waits for the write: a checkpoint is whole or not there
@@ -193,13 +206,18 @@ class Checkpointer:
                 log.warning("checkpoints are off for this run: %s", exc)
                 self.writing = False
                 return
+            payload[DIGEST_KEY] = content_digest(payload)
             try:
                 _keep_previous(self.plan.path, self.plan.keep)
                 write_atomic(self.plan.path, lambda f: torch.save(payload, f))
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the disk or the serializer raises, the run goes on
                 if not self.warned:
-                    log.warning("could not write a checkpoint (the run goes on): %s", exc)
+                    kept = _previous(self.plan)
+                    log.warning("could not write the checkpoint %s (%s); the run goes on: %s",
+                                self.plan.path, _write_failure(exc), kept)
                     self.warned = True
+                return
+            self.plan.written.append(self.state.step)
 
     def _capture(self) -> dict:
         state, history = self.state, self.state.history
@@ -244,8 +262,8 @@ class Checkpointer:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"cannot resume from {checkpoint.path}: it does not fit this run's model "
                                   f"({_first_line(exc)})") from None
-        try:   # rank 0 saved the round's sums of every rank: the others start the round's from zero
-            state.driver.load_state_dict(p["driver"], holds_round=self.ranks.writer)
+        try:   # rank 0 saved every rank's share of the round: each takes up its own
+            state.driver.load_state_dict(p["driver"], rank=self.ranks.rank, world_size=self.ranks.world_size)
             state.sampler.load_state_dict(decode(p["sampler"]))
         except MixbenchError as exc:
             raise CheckpointError(f"cannot resume from {checkpoint.path}: {exc}") from None
@@ -264,23 +282,51 @@ class Checkpointer:
         return True
 
 
+def _previous(plan: CheckpointPlan) -> str:
+    """What a failed write leaves to resume from, in words."""
+    if plan.written:
+        return f"the previous checkpoint, of step {plan.written[-1]}, stays"
+    if plan.resume is not None:
+        return f"the one it resumed from, of step {plan.resume.step}, stays"
+    return "there is no earlier checkpoint of this run"
+
+
+def _write_failure(exc: BaseException) -> str:
+    """Why a write failed: the operating system's reason where one is in the chain (torch.save
+    reports a full disk as an internal RuntimeError, the OSError behind it), else the exception."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return _first_line(exc)
+
+
 def _keep_previous(path: Path, keep: int) -> None:
     """Shift the older checkpoints one place back (the oldest beyond `keep` drops out) and keep
     the latest as PATH.1, so the next write can replace it. The latest stays in place meanwhile:
     an interrupted shift never leaves a run without a checkpoint."""
     if keep <= 1 or not path.exists():
         return
+    first = older_checkpoint(path, 1)
+    if first.exists() and os.path.samefile(path, first):
+        # The last write failed: the latest is kept already, and shifting again would push the
+        # older ones out for nothing (and renaming a link over itself does nothing, POSIX says).
+        return
     for age in range(keep - 1, 1, -1):
         if older_checkpoint(path, age - 1).exists():
             os.replace(older_checkpoint(path, age - 1), older_checkpoint(path, age))
-    first = older_checkpoint(path, 1)
     link = first.with_name(f".{first.name}.tmp")
     link.unlink(missing_ok=True)
     try:
-        os.link(path, link)   # a second name for the same file: no copy
-    except OSError:           # a file system without hard links
-        shutil.copyfile(path, link)
-    os.replace(link, first)
+        try:
+            os.link(path, link)   # a second name for the same file: no copy
+        except OSError:           # a file system without hard links
+            shutil.copyfile(path, link)
+        os.replace(link, first)
+    except BaseException:
+        link.unlink(missing_ok=True)   # a copy cut short by a full disk is no checkpoint
+        raise
 
 
 def _global_generators() -> dict:

@@ -14,8 +14,10 @@ How a run is shared, and why each choice keeps it equal to the one-process run:
               losses) that strategies read, identically.
   the tap     sees its rank's share of the head's gradient; the per-domain sums and counts are
               all-reduced (SUM) once per round, before the strategy's update: the sums of the
-              one-process run. A checkpoint mid-round first pools them on rank 0 (which saves
-              them) and zeroes them elsewhere: their sum over ranks is unchanged.
+              one-process run. A checkpoint mid-round copies every rank's share to rank 0, which
+              saves them all, each changed in no way: a resumed rank takes up its own share, and
+              the round's all-reduce adds the same floats in the same order as the uninterrupted
+              run's (a resumed run equals it bit for bit, as a one-process run does).
   evaluation  done whole, identically, on every rank: the eval subset is small and fixed, and
               a strategy that reads eval losses then decides the same on every rank with no
               broadcast.
@@ -46,6 +48,7 @@ import numpy as np
 import torch
 
 from mixbench.engine.meter import Meter
+from mixbench.engine.orphans import end_with_parent
 from mixbench.errors import MixbenchError
 from mixbench.workloads import BatchLoss
 
@@ -95,8 +98,10 @@ class SingleProcess:
     def sum_(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
         """Sum each tensor over the ranks, in place."""
 
-    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
-        """Move the ranks' sum of each tensor to rank 0, zeroes elsewhere (before rank 0 saves them)."""
+    def gather_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str,
+                         label: str) -> list[list[torch.Tensor]] | None:
+        """Every rank's `tensors`, in rank order, on rank 0 (None elsewhere); none is changed."""
+        return [list(tensors)]
 
     def any(self, flag: bool) -> bool:
         """Whether `flag` is true on any rank."""
@@ -181,15 +186,16 @@ class DataParallel(SingleProcess):
                 dist.all_reduce(tensor)
         meter.add_bytes(category, label, sum(t.numel() * t.element_size() for t in tensors))
 
-    def pool_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str, label: str) -> None:
+    def gather_on_writer(self, tensors: Sequence[torch.Tensor], meter: Meter, category: str,
+                         label: str) -> list[list[torch.Tensor]] | None:
         import torch.distributed as dist
 
+        shares = [[torch.empty_like(t) for t in tensors] for _ in range(self.world_size)] if self.writer else None
         with meter.timed(category, label):
-            for tensor in tensors:
-                dist.reduce(tensor, dst=0)
-                if not self.writer:   # rank 0 holds the sum now; the sum over ranks is unchanged
-                    tensor.zero_()
-        meter.add_bytes(category, label, sum(t.numel() * t.element_size() for t in tensors))
+            for i, tensor in enumerate(tensors):
+                dist.gather(tensor, [share[i] for share in shares] if self.writer else None, dst=0)
+        meter.add_bytes(category, label, (self.world_size - 1) * sum(t.numel() * t.element_size() for t in tensors))
+        return shares
 
     def any(self, flag: bool) -> bool:
         import torch.distributed as dist
@@ -298,6 +304,8 @@ def join(device_name: str) -> SingleProcess:
         return SINGLE
     import torch.distributed as dist
 
+    # A rank ends with the launcher that started it: killed outright, it could not stop the ranks.
+    end_with_parent()
     ranks = DataParallel(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     cuda = _wants_cuda(device_name)
     if cuda:   # before the group forms: NCCL's collectives run on the current GPU

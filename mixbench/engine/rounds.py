@@ -58,7 +58,7 @@ from mixbench.strategy import (
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2   # 2: the round in progress as every process's share
 GRADIENT_SIGNALS = frozenset({Signal.DOMAIN_GRADIENTS, Signal.DOMAIN_GRADIENT_HALVES})
 
 
@@ -226,41 +226,49 @@ class RoundDriver:
         tap = self.tap.accumulator.tensors() if self.tap is not None else []
         return [self.counts, self.loss_sums, self.loss_weights, *tap]
 
-    def pool_round(self) -> None:
-        """Gather the round in progress on rank 0, zeroes elsewhere (their sum is unchanged), so that
-        rank 0's state_dict holds all of it. Collective: every process calls it."""
-        if self.steps_in_round:
-            self.ranks.pool_on_writer([self.counts, self.loss_sums, self.loss_weights], self.meter, "comm",
-                                      "round_counts")
-            if self.tap is not None:
-                self.ranks.pool_on_writer(self.tap.accumulator.tensors(), self.meter, "tap", "allreduce")
+    def gather_round(self) -> None:
+        """Copy every process's share of the round in progress to rank 0, changing none of them, so
+        that rank 0's state_dict holds each share as it is: a resumed run adds each process's rest
+        of the round to its own share, in the order the uninterrupted run adds them, and ends bit
+        for bit as it does (pooling the shares into one would add the same floats in another order).
+        Collective: every process calls it."""
+        self._shares = self.ranks.gather_on_writer(self.round_tensors(), self.meter, "comm", "checkpoint") \
+            if self.steps_in_round else None
 
     def state_dict(self) -> dict:
-        """The strategy's state, the mixture and the round in progress (this process's share: call
-        `pool_round` first in a data-parallel run). Tensors and plain data only."""
+        """The strategy's state, the mixture and the round in progress: every process's share, as
+        `gather_round` left them on rank 0 (else this process's alone). Tensors and plain data only."""
+        shares, self._shares = getattr(self, "_shares", None) or [self.round_tensors()], None
         return {
             "format": STATE_FORMAT,
             "signals": sorted(s.value for s in self.signals),
             "strategy": encode(self.strategy.state_dict(), type(self.strategy).__name__),
             "mixture": encode(self.mixture, "the mixture"),
-            "round": [t.detach().cpu().clone() for t in self.round_tensors()],
+            "round": [[t.detach().cpu().clone() for t in share] for share in shares],
             "steps_in_round": self.steps_in_round,
         }
 
-    def load_state_dict(self, state: dict, *, holds_round: bool = True) -> None:
-        """Continue from a `state_dict()`. A process that did not save the round's sums (not rank 0
-        of a data-parallel run: `holds_round` False) starts the rest of the round from zero."""
+    def load_state_dict(self, state: dict, *, rank: int = 0, world_size: int = 1) -> None:
+        """Continue from a `state_dict()`: each process takes up its own share of the round in
+        progress. Saved by another number of processes, the shares are added up on rank 0 and the
+        others start the rest of the round from zero (the same sums, added in another order)."""
         if state.get("format") != STATE_FORMAT:
             raise MixbenchError(f"the round state is of format {state.get('format')!r}, not {STATE_FORMAT}")
         mine = sorted(s.value for s in self.signals)
         if list(state["signals"]) != mine:
             raise MixbenchError(f"the saved round was driven for a strategy reading {state['signals'] or 'nothing'}, "
                                 f"this one reads {mine or 'nothing'}")
-        tensors = self.round_tensors()
-        if len(state["round"]) != len(tensors) or any(t.shape != v.shape for t, v in zip(tensors, state["round"])):
+        tensors, shares = self.round_tensors(), state["round"]
+        if not shares or any(len(share) != len(tensors) or any(t.shape != v.shape for t, v in zip(tensors, share))
+                             for share in shares):
             raise MixbenchError("the saved round's sums do not fit this run's (another --tap-memory or model?)")
-        for tensor, value in zip(tensors, state["round"]):
-            tensor.copy_(value if holds_round else torch.zeros_like(value))
+        if len(shares) == world_size:
+            own = shares[rank]
+        else:
+            own = [sum(parts[1:], parts[0].clone()) if rank == 0 else torch.zeros_like(parts[0])
+                   for parts in zip(*shares)]
+        for tensor, value in zip(tensors, own):
+            tensor.copy_(value)
         self.strategy.load_state_dict(decode(state["strategy"]))
         self.mixture = decode(state["mixture"])
         self.steps_in_round = int(state["steps_in_round"])

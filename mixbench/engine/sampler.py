@@ -91,14 +91,12 @@ class MixtureSampler(torch.utils.data.Sampler):
     def __init__(self, domain_ids, num_domains: int, *, batch_size: int, world_size: int = 1,
                  rank: int | None = 0, micro_batches: int = 1, seed: int = 0, units_per_epoch: int | None = None,
                  loader_skips_on_resume: bool = False):
-        ids = np.asarray(domain_ids, dtype=np.int64).reshape(-1)
         for name, value in (("batch_size", batch_size), ("world_size", world_size), ("micro_batches", micro_batches)):
             if not isinstance(value, int) or value < 1:
                 raise SamplerError(f"{name} must be a positive integer, got {value!r}")
         if rank is not None and not 0 <= rank < world_size:
             raise SamplerError(f"rank must lie in [0, {world_size}), got {rank}")
-        if ids.size and (ids.min() < 0 or ids.max() >= num_domains):
-            raise SamplerError(f"domain ids must lie in [0, {num_domains}), got {ids.min()}..{ids.max()}")
+        ids = domain_id_array(domain_ids, num_domains)
         self.pools = [np.flatnonzero(ids == d) for d in range(num_domains)]
         empty = [d for d, pool in enumerate(self.pools) if pool.size == 0]
         if empty:
@@ -186,6 +184,8 @@ class MixtureSampler(torch.utils.data.Sampler):
         while need > 0:
             order = self._order(d, stream)
             part = order[stream.offset:stream.offset + need]
+            if part.size == 0:   # only a stream past its domain's end reads nothing; load_state_dict refuses one
+                raise SamplerError(f"domain {d}'s stream is at position {stream.offset} of {size} examples")
             taken.append(part)
             stream.offset += part.size
             need -= part.size
@@ -231,20 +231,94 @@ class MixtureSampler(torch.utils.data.Sampler):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a `state_dict()`: the next unit drawn is the one it was taken before."""
-        if state.get("format") != STATE_FORMAT:
-            raise SamplerError(f"the sampler state is of format {state.get('format')!r}, not {STATE_FORMAT}")
-        mine = {"seed": self.seed, "unit_size": self.unit_size, "domain_sizes": [int(p.size) for p in self.pools]}
-        for key, value in mine.items():
-            if list(np.atleast_1d(state[key])) != list(np.atleast_1d(value)):
-                raise SamplerError(f"the saved sampler state has {key} {state[key]}, this run has {value} "
+        """Continue from a `state_dict()`: the next unit drawn is the one it was taken before. A
+        state that does not fit this sampler, or that no sampler could have saved (a stream past
+        its domain's end, say), is a SamplerError naming what is wrong; the sampler is unchanged."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise SamplerError(f"the sampler state is of format {found!r}, not {STATE_FORMAT}")
+        try:
+            mine = {"seed": self.seed, "unit_size": self.unit_size, "domain_sizes": [int(p.size) for p in self.pools]}
+            for key, value in mine.items():
+                if list(np.atleast_1d(state[key])) != list(np.atleast_1d(value)):
+                    raise SamplerError(f"the saved sampler state has {key} {state[key]}, this run has {value} "
                                        f"(resume with the same dataset, seed and batch sizes)")
-        self._next_unit = int(state["unit"])
-        self._streams = [_Stream(int(e), int(o), tuple(int(x) for x in moved)) for e, o, moved in state["streams"]]
-        self._schedule = [(int(u), _probabilities(w, self.num_domains)) for u, w in state["schedule"]]
+            unit = _whole(state["unit"], "its step")
+            streams = [self._saved_stream(d, entry) for d, entry in enumerate(_entries(state["streams"],
+                                                                                      self.num_domains))]
+            schedule = [(_whole(u, "a mixture's first step"), _probabilities(w, self.num_domains))
+                        for u, w in state["schedule"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SamplerError):
+                raise
+            raise SamplerError(f"the saved sampler state is damaged ({type(exc).__name__}: {exc})") from None
+        if not schedule or schedule[0][0] > unit or any(a[0] >= b[0] for a, b in zip(schedule, schedule[1:])):
+            raise SamplerError("the saved sampler state is damaged: its mixtures are not scheduled from its step on")
+        self._next_unit = unit
+        self._streams = streams
+        self._schedule = schedule
         self._snapshots.clear()
         self._orders.clear()
         self._skip_next_iter = self._next_unit % self.units_per_epoch if self.loader_skips_on_resume else 0
+
+    def _saved_stream(self, d: int, entry) -> _Stream:
+        """Domain d's stream as a state saved it, checked against the domain's size: a position past
+        its end would never be read past (the draw would wait for examples that never come)."""
+        pass_index, offset, moved = entry
+        size = self.pools[d].size
+        stream = _Stream(_whole(pass_index, f"domain {d}'s pass"), _whole(offset, f"domain {d}'s position"),
+                         tuple(_whole(x, f"domain {d}'s moved examples") for x in moved))
+        if stream.offset >= size:
+            raise SamplerError(f"the saved sampler state is damaged: domain {d}'s stream is at position "
+                               f"{stream.offset} of a domain of {size} examples")
+        if len(set(stream.moved)) != len(stream.moved) or len(stream.moved) >= size or \
+                any(x >= size for x in stream.moved):
+            raise SamplerError(f"the saved sampler state is damaged: domain {d}'s moved examples "
+                               f"{list(stream.moved)[:8]} are not examples of a domain of {size}")
+        return stream
+
+
+def domain_id_array(domain_ids, num_domains: int, what: str = "domain ids") -> np.ndarray:
+    """`domain_ids` as (n,) int64, each an integer in [0, num_domains): floats only where they are
+    whole numbers (0.7 is no domain, and int64 would make it 0), never NaN, strings or bools. A
+    SamplerError names the first offending value and its position."""
+    ids = np.asarray(domain_ids.detach().cpu() if hasattr(domain_ids, "detach") else domain_ids).reshape(-1)
+    if ids.size == 0:
+        return ids.astype(np.int64)
+    kind = ids.dtype.kind
+    if kind == "f":
+        bad = np.flatnonzero(~np.isfinite(ids) | (ids != np.round(ids)))
+        if bad.size:
+            raise SamplerError(f"{what} must be whole numbers, got {ids[bad[0]].item()!r} at position {bad[0]}")
+    elif kind not in "iu":
+        bad = next((i for i, v in enumerate(ids.tolist()) if not _is_int(v)), 0)
+        raise SamplerError(f"{what} must be integers in [0, {num_domains}), got {ids.tolist()[bad]!r} "
+                           f"at position {bad}")
+    out = ids.astype(np.int64)
+    outside = np.flatnonzero((out < 0) | (out >= num_domains))
+    if outside.size:
+        raise SamplerError(f"{what} must lie in [0, {num_domains}), got {out[outside[0]]} at position {outside[0]}")
+    return out
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _whole(value, what: str) -> int:
+    """A count or position from a saved state: a non-negative integer (a float holding one is fine)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)) \
+            or not math.isfinite(value) or value != int(value) or value < 0:
+        raise SamplerError(f"the saved sampler state is damaged: {what} is {value!r}, not a count")
+    return int(value)
+
+
+def _entries(values, count: int) -> list:
+    values = list(values)
+    if len(values) != count:
+        raise SamplerError(f"the saved sampler state is damaged: it has {len(values)} domain streams for "
+                           f"{count} domains")
+    return values
 
 
 def _probabilities(weights, num_domains: int) -> np.ndarray:

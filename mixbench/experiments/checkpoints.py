@@ -44,7 +44,8 @@ def run_identity(*, task_name: str, task_version: str, algo: str, params: dict, 
     return _as_stored({
         "task": task_name, "task version": task_version, "strategy": algo,
         "hyperparameters": params, "config": config,
-        "domains": domains.method if domains.method == "original" else f"regroup k={_ks(domains.ks)}",
+        "domains": domains.method if domains.method == "original"
+        else f"regroup k={_ks(domains.ks)} by {domains.choice.label}",
         "embedder": embedder_name if domains.method == "regroup" else None,
         "world size": world_size,
     })
@@ -104,6 +105,20 @@ def check_domains(plan: CheckpointPlan, data: TaskData, resume: str) -> Checkpoi
         raise MixbenchError(f"cannot resume: {why}")
     click.echo(f"  not resuming: {why}; starting over", err=True)
     return dataclasses.replace(plan, resume=None)
+
+
+def what_was_kept(plan: CheckpointPlan, mlflow_run=None) -> str:
+    """What is left of a run whose results file could not be written, in words: its latest
+    checkpoint (and how to go on from it), its MLflow run."""
+    kept = []
+    if plan.written:
+        kept.append(f"its checkpoint {plan.path} of step {plan.written[-1]} (--resume continues from it)")
+    elif plan.resume is not None and plan.path is not None and plan.path.exists():
+        kept.append(f"the checkpoint {plan.path} it resumed from, of step {plan.resume.step} (--resume continues "
+                    f"from it)")
+    if mlflow_run is not None:
+        kept.append(f"its MLflow run {mlflow_run.run_id} (parameters and metrics; marked FAILED)")
+    return "kept: " + " and ".join(kept) if kept else "nothing of this run was kept"
 
 
 def domains_fingerprint(data: TaskData) -> str:

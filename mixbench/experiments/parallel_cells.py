@@ -1,12 +1,14 @@
 """`mixbench compare --jobs N`: a grid's cells run N at a time, each in its own process.
 
-Each cell is `mixbench compare-cell SPEC` (a hidden command running the same `run` a sequential
-compare calls, with the cell's RunSettings as JSON, so a cell resumes from its checkpoint as
-before), with its share of the CPU's threads (OMP_NUM_THREADS and torch.set_num_threads = cores
-// N) and its output in a log beside its results (seed<N>.log). The console gets one line per
-finished cell. A cell that fails, for whatever reason, is reported and the others go on. Ctrl-C
-(or SIGTERM) stops every cell: each saves its record and checkpoint as an interrupted run does,
-and the grid resumes on the next `compare`.
+Each cell is `mixbench compare-cell SPEC` (a hidden command running the same `run_cell` a
+sequential compare calls, with the cell's RunSettings as JSON, so a cell resumes from its
+checkpoint as before, and holds its lock while it runs), with its share of the CPU's threads
+(OMP_NUM_THREADS and torch.set_num_threads = cores // N) and its output in a log beside its
+results (seed<N>.log). The console gets one line per finished cell. A cell that fails, for
+whatever reason, is reported and the others go on. Ctrl-C (or SIGTERM) stops every cell: each
+saves its record and checkpoint as an interrupted run does, and the grid resumes on the next
+`compare`. A cell ends with the compare that started it, even one killed outright (SIGKILL):
+it is told by SIGTERM (mixbench/engine/orphans.py) and saves as if interrupted.
 
 How a cell ended is read from what it left, not from how its process exited: the results JSON
 it wrote (its status) and, for a cell that wrote none, whether its process succeeded and the last
@@ -40,18 +42,31 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def cell_spec(settings: RunSettings, threads: int) -> str:
-    """The argument of `mixbench compare-cell`: the cell's settings and its share of the threads."""
-    return json.dumps({"settings": settings.to_dict(), "threads": threads})
+@dataclass(frozen=True)
+class CellSpec:
+    """What `mixbench compare-cell` is given: the cell's settings, its share of the threads, what a
+    finished cell must have run with to be kept (compare.CellSettings as a dict, for a cell it
+    had to wait for), whether another is refused, and the pid of the compare it ends with."""
 
+    settings: RunSettings
+    threads: int
+    reuse: dict
+    keep: bool
+    parent: int
 
-def read_cell_spec(spec: str) -> tuple[RunSettings, int]:
-    """`cell_spec`'s settings and threads, in the cell's own process."""
-    try:
-        values = json.loads(spec)
-        return RunSettings.from_dict(values["settings"]), int(values["threads"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MixbenchError(f"malformed cell spec ({type(exc).__name__}: {exc})") from None
+    def to_json(self) -> str:
+        return json.dumps({"settings": self.settings.to_dict(), "threads": self.threads, "reuse": self.reuse,
+                           "keep": self.keep, "parent": self.parent})
+
+    @classmethod
+    def from_json(cls, spec: str) -> CellSpec:
+        """In the cell's own process."""
+        try:
+            values = json.loads(spec)
+            return cls(RunSettings.from_dict(values["settings"]), int(values["threads"]), dict(values["reuse"]),
+                       bool(values["keep"]), int(values["parent"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MixbenchError(f"malformed cell spec ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)
@@ -86,16 +101,29 @@ class _Running:
         return _FileStamp.of(self.results) not in (None, self.before)
 
 
-def run_cells(cells: list[RunSettings], names: list[str], jobs: int) -> list[str]:
-    """Run each cell (named by `names`), `jobs` at a time; returns the failed cells, each with its
-    reason. Raises KeyboardInterrupt once every cell has stopped, if interrupted."""
+def cell_spec(settings: RunSettings, threads: int, reuse: dict | None = None, keep: bool = False) -> str:
+    """The argument of `mixbench compare-cell` for a cell of this process's grid."""
+    return CellSpec(settings, threads, reuse or {}, keep, os.getpid()).to_json()
+
+
+def read_cell_spec(spec: str) -> tuple[RunSettings, int]:
+    """`cell_spec`'s settings and threads."""
+    cell = CellSpec.from_json(spec)
+    return cell.settings, cell.threads
+
+
+def run_cells(cells: list[RunSettings], names: list[str], jobs: int, reuse: list[dict], keep: bool) -> list[str]:
+    """Run each cell (named by `names`; `reuse` and `keep` as CellSpec has them), `jobs` at a time;
+    returns the failed cells, each with its reason. Raises KeyboardInterrupt once every cell has
+    stopped, if interrupted."""
     threads = threads_per_job(jobs)
-    queue, running, failed = list(zip(cells, names)), [], []
+    queue = [(CellSpec(cell, threads, r, keep, os.getpid()), name) for cell, r, name in zip(cells, reuse, names)]
+    running, failed = [], []
     done = 0
     try:
         while queue or running:
             while queue and len(running) < jobs:
-                running.append(_start(*queue.pop(0), threads))
+                running.append(_start(*queue.pop(0)))
             time.sleep(POLL_SECONDS)
             for cell in [c for c in running if c.process.poll() is not None]:
                 running.remove(cell)
@@ -112,14 +140,15 @@ def run_cells(cells: list[RunSettings], names: list[str], jobs: int) -> list[str
     return failed
 
 
-def _start(settings: RunSettings, name: str, threads: int) -> _Running:
+def _start(cell: CellSpec, name: str) -> _Running:
+    settings, threads = cell.settings, cell.threads
     results = settings.result_path
     log = results.with_suffix(".log")
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     before = _FileStamp.of(results)
     with open(log, "w") as out:   # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([*CELL_COMMAND, cell_spec(settings, threads)], stdout=out,
+        process = subprocess.Popen([*CELL_COMMAND, cell.to_json()], stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     return _Running(name, results, log, process, before)
 

@@ -80,11 +80,16 @@ def plot_k_sweep(sweep: list[dict], chosen_k: int, path: Path, title: str) -> Pa
 
 def plot_curves(results: list[RunResult], metric: str | None = None):
     """Mean eval loss by original domains (or the task metric `metric`, e.g. retrieval_top1)
-    against step per (algo, domains): mean over seeds with a min–max band. Returns the figure."""
+    against step per group of runs that differ only by seed (summary.Group: one task, one
+    strategy and its hyperparameters, one way of making domains, one set of training settings):
+    mean over seeds with a min–max band, a group made otherwise than the rest labelled so.
+    Returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mixbench.experiments.summary import Group, group_notes
 
     def values(r: RunResult) -> list[float]:
         if metric is None:
@@ -92,18 +97,23 @@ def plot_curves(results: list[RunResult], metric: str | None = None):
         return ([r.metrics.initial_eval_metrics.get(metric, math.nan)]
                 + [x.eval_metrics.get(metric, math.nan) for x in r.rounds])
 
-    curves = defaultdict(list)
+    curves = defaultdict(dict)
     for r in results:
         if r.finished and r.rounds:
-            curves[r.group].append(([0] + [x.step for x in r.rounds], values(r)))
+            curves[Group.of(r)].setdefault(r.seed, ([0] + [x.step for x in r.rounds], values(r)))
+    notes = group_notes([r for r in results if r.finished and r.rounds])
+    several_tasks = len({(g.task, g.version) for g in curves}) > 1
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for (algo, domains), runs in sorted(curves.items()):
+    for group, by_seed in sorted(curves.items()):
+        runs = list(by_seed.values())
         steps = runs[0][0]
         matrix = np.array([v for s, v in runs if s == steps], dtype=float)
         evaluated = ~np.all(np.isnan(matrix), axis=0)   # rounds skipped by --eval-every have no point
         steps, matrix = np.asarray(steps)[evaluated], matrix[:, evaluated]
         mean = np.nanmean(matrix, axis=0)
-        line, = ax.plot(steps, mean, marker="o", ms=3, label=f"{algo} ({domains}, {len(matrix)} seeds)")
+        seeds = f"{len(matrix)} seed{'s' if len(matrix) != 1 else ''}"
+        where = ", ".join(x for x in (group.task if several_tasks else "", group.domains, notes[group], seeds) if x)
+        line, = ax.plot(steps, mean, marker="o", ms=3, label=f"{group.algo} ({where})")
         if len(matrix) > 1:
             ax.fill_between(steps, np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0), alpha=0.2,
                             color=line.get_color())

@@ -15,12 +15,15 @@ from mixbench.task import TaskData
 
 def report(task_name: str, data: TaskData, grouping: Regrouping, *, out_dir: Path, seed: int,
            embedder_name: str, use_mlflow: bool, experiment: str) -> Path:
+    from mixbench.regroup.regrouping import every_rule_choice
+
     rows = describe_clusters(data, grouping)
-    _print(grouping, rows)
+    choices = every_rule_choice(grouping.sweep, grouping.choice.min_cluster_size)
+    _print(grouping, rows, choices, len(data.domains))
     base = Path(out_dir) / task_name / "regroup" / f"{embedder_name}-seed{seed}"
     payload = {
-        "task": task_name, "seed": seed, **grouping.describe(), "sweep": grouping.sweep, "clusters": rows,
-        "original_domains": list(data.domains),
+        "task": task_name, "seed": seed, **grouping.describe(), "sweep": grouping.sweep, "rule_choices": choices,
+        "clusters": rows, "original_domains": list(data.domains),
         "train_labels": grouping.train_labels.tolist(), "eval_labels": grouping.eval_labels.tolist(),
     }
     write_json(base.with_suffix(".json"), payload)
@@ -34,21 +37,42 @@ def report(task_name: str, data: TaskData, grouping: Regrouping, *, out_dir: Pat
     return base.with_suffix(".json")
 
 
-def _print(grouping: Regrouping, rows: list[dict]) -> None:
+def _print(grouping: Regrouping, rows: list[dict], choices: dict[str, int | None], original: int) -> None:
+    from mixbench import registry
+
     echo = click.echo
-    echo(f"{'k':>4}  {'silhouette':>10}  {'inertia':>12}")
+    rule = registry.k_rules.get(grouping.rule)
+    echo(f"k rule: {grouping.choice.label} ({rule.summary()} [{rule.source}])")
+    # The silhouette and inertia columns as before, and the rule's own curve when it reads another.
+    columns = list(dict.fromkeys(["silhouette", "inertia", rule.reads]))
+    echo(f"{'k':>4}  {'smallest':>8}  " + "  ".join(f"{c:>17}" for c in columns))
     for r in grouping.sweep:
-        mark = "  <- chosen" if r["k"] == grouping.k else ""
-        echo(f"{r['k']:>4}  {r['silhouette']:>10.4f}  {r['inertia']:>12.1f}{mark}")
+        mark = "  <- chosen" if r.get("chosen") else ""
+        values = "  ".join(f"{_number(r.get(c)):>17}" for c in columns)
+        echo(f"{r['k']:>4}  {r['smallest']:>8.0f}  {values}{mark}")
+    chosen = next(r["k"] for r in grouping.sweep if r.get("chosen"))
+    silhouette = "" if grouping.silhouette is None else f", silhouette {grouping.silhouette:.4f}"
     cached = " (embeddings from cache)" if grouping.cached_embeddings else ""
-    echo(f"chosen k = {grouping.k}, silhouette {grouping.silhouette:.4f}, embedder {grouping.embedder}{cached}")
+    emptied = "" if chosen == grouping.k else f" ({chosen - grouping.k} of its {chosen} clusters empty)"
+    echo(f"chosen k = {grouping.k} by {grouping.rule}{emptied}{silhouette}, embedder {grouping.embedder}{cached}")
+    echo("each rule on this sweep: " + ", ".join(f"{name} {'-' if k is None else k}" for name, k in choices.items()))
     top_k = max(r["k"] for r in grouping.sweep)
-    if len(grouping.sweep) > 1 and grouping.k >= top_k - 2:
-        echo(f"note: the best k is at the top of the range swept (up to {top_k}); a wider --k may score higher")
+    if len(grouping.sweep) > 1 and chosen >= top_k - 2:
+        echo(f"note: k = {chosen} is at the top of the range swept (up to {top_k}); a wider --k may score higher, "
+             f"or the rule may favour ever finer clusters (try --k-rule first-peak or kneedle)")
+    if original > 1 and grouping.k > FAR_ABOVE * original:
+        echo(f"note: k = {grouping.k} is more than {FAR_ABOVE}× the task's {original} original domains")
     echo(f"\n{'cluster':<8} {'train':>6} {'eval':>5} {'eval %':>6}  top terms | largest original domains")
     for r in rows:
         echo(f"{r['cluster']:<8} {r['train']:>6} {r['eval']:>5} {100 * r['eval_share']:>5.1f}%  "
              f"{', '.join(r['top_terms'])} | {'; '.join(r['top_original_domains'])}")
+
+
+FAR_ABOVE = 2   # a chosen k above this many times the original domains is pointed out
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}" if abs(value) < 1e4 else f"{value:.1f}"
 
 
 def _log(task_name, embedder_name, seed, grouping, experiment, artifacts) -> None:
@@ -56,10 +80,14 @@ def _log(task_name, embedder_name, seed, grouping, experiment, artifacts) -> Non
 
     tracker = MlflowTracker(experiment=experiment, run_name=f"regroup-{task_name}-{embedder_name}",
                             tags={"mixbench.kind": "regroup", "mixbench.task": task_name})
-    tracker.log_params({"task": task_name, "embedder": grouping.embedder, "seed": seed, "chosen_k": grouping.k})
-    for r in grouping.sweep:
-        tracker.log_metrics({"silhouette": r["silhouette"], "inertia": r["inertia"]}, step=r["k"])
-    tracker.log_metrics({"chosen_k": grouping.k, "chosen_silhouette": grouping.silhouette}, step=0)
+    tracker.log_params({"task": task_name, "embedder": grouping.embedder, "seed": seed, "chosen_k": grouping.k,
+                        "k_rule": grouping.rule, "min_cluster_size": grouping.choice.min_cluster_size,
+                        "collapse": grouping.choice.collapse})
+    for r in grouping.sweep:   # every rule's measures, per k
+        tracker.log_metrics({name: value for name, value in r.items()
+                             if name not in ("k", "chosen") and isinstance(value, (int, float))}, step=r["k"])
+    tracker.log_metrics({"chosen_k": grouping.k, **({} if grouping.silhouette is None
+                                                    else {"chosen_silhouette": grouping.silhouette})}, step=0)
     for path in artifacts:
         tracker.log_artifact(path)
     tracker.finish("FINISHED")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from mixbench.errors import MixbenchError
 from mixbench.experiments.plots import plot_curves, plot_mixture, save_png
 from mixbench.experiments.results import RunResult, is_run_result
-from mixbench.experiments.summary import curve_metrics, summarize
+from mixbench.experiments.summary import Group, curve_metrics, group_notes, summarize
 from mixbench.experiments.tables import format_markdown
 from mixbench.storage.atomic import check_writable, write_text
 
@@ -50,47 +51,31 @@ def load_results(directory: Path) -> tuple[list[RunResult], list[dict]]:
 
 
 def render(directory: Path, out: Path) -> tuple[Path, Path]:
+    """The report of every result under `directory`, in `out`. Runs of different tasks (or task
+    versions) are never set side by side: each task has its own sections (table, curves,
+    mixtures, Gram, overhead), its own plots; within a task, runs made otherwise than the rest
+    are rows and curves of their own (summary.Group)."""
     import matplotlib
 
     matplotlib.use("Agg")
 
     runs, sweeps = load_results(Path(directory))
-    finished = [r for r in runs if r.finished]
     check_writable(out, out / "report.md", out / "report.html")   # before any plot is drawn
+    tasks = sorted({(r.task.name, r.task.version) for r in runs})
+    names = [name for name, _ in tasks]
     sections: list[tuple[str, str, str | None]] = []  # (title, markdown text, image file)
-
-    if finished or any(r.diverged for r in runs):
-        sections.append(("Summary", format_markdown(summarize(runs)), None))   # diverged seeds counted
-    if finished:
-        table = summarize(finished)
-        fig = plot_curves(finished)
-        save_png(fig, out / "eval_loss.png")
-        sections.append(("Eval loss during training", "Mean over seeds; the band spans min to max.",
-                         "eval_loss.png"))
-        for metric in curve_metrics(finished):   # image-text: zero-shot retrieval
-            fig = plot_curves(finished, metric)
-            save_png(fig, out / f"{metric}.png")
-            sections.append((f"{metric} during training", "Mean over seeds; the band spans min to max.",
-                             f"{metric}.png"))
-        for r in _first_seed_per_group(finished):
-            algo, method = r.group
-            name = f"mixture_{algo}_{method}.png"
-            plot_mixture(r.mixture.per_round, r.domains.names, out / name,
-                         title=f"{algo} ({method} domains), seed {r.seed}: mixture per round")
-            sections.append((f"Mixture: {algo} ({method})", "", name))
-        gram = next((r for r in finished if r.strategy.extras.get("last_gram")), None)
-        if gram is not None:
-            _gram_heatmap(gram, out / "gram.png")
-            sections.append(("R&B's last Gram matrix", "G_ij = <g_i, g_j>/(n_i n_j) at the last update, "
-                             f"{gram.task.name}, seed {gram.seed}.", "gram.png"))
-        _overhead_bars(table, out / "overhead.png")
-        paper = "\n".join(["| strategy | ours: FLOP overhead % (mean over seeds) | paper Table 1 range % |",
-                           "|---|---|---|"] + [f"| {row.algo} ({row.domains}) | {row.overhead_flops_pct:.4g} | "
-                                               f"{PAPER_TABLE1.get(row.algo, '—')} |" for row in table.itertuples()])
-        sections.append(("Overhead", paper + "\n\nThe paper's numbers come from other models and data "
-                         "(its Table 1); ours are measured on these runs.", "overhead.png"))
+    if len(tasks) > 1:
+        sections.append(("Tasks", f"This folder holds runs of {len(tasks)} tasks: "
+                         f"{', '.join(_task_label(t, names) for t in tasks)}. Each has its own sections below; "
+                         "no table, curve or plot sets runs of two tasks side by side.", None))
+    for task in tasks:
+        label = _task_label(task, names)
+        part = "" if len(tasks) == 1 else f"{_file_part(label)}_"
+        heading = "" if len(tasks) == 1 else f": {label}"
+        sections += _task_sections([r for r in runs if (r.task.name, r.task.version) == task], out, part, heading)
     for sweep in sweeps:
         name = f"k_sweep_{sweep['task']}_{Path(sweep['_path']).stem}.png"
+        finished = [r for r in runs if r.finished and r.task.name == sweep["task"]]
         _k_sweep(sweep, finished, out / name)
         sections.append((f"Regroup sweep: {sweep['task']} ({sweep['embedder']})",
                          f"Chosen k = {sweep['k']} (silhouette {sweep['silhouette']:.4f}).", name))
@@ -101,11 +86,69 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
     return md_path, html_path
 
 
-def _first_seed_per_group(results: list[RunResult]) -> list[RunResult]:
-    chosen = {}
+def _task_sections(runs: list[RunResult], out: Path, part: str, heading: str) -> list[tuple[str, str, str | None]]:
+    """One task's sections; its plots' files start with `part`, its titles end with `heading`."""
+    finished = [r for r in runs if r.finished]
+    sections: list[tuple[str, str, str | None]] = []
+    if finished or any(r.diverged for r in runs):
+        sections.append((f"Summary{heading}", format_markdown(summarize(runs)), None))   # diverged seeds counted
+    if not finished:
+        return sections
+    table = summarize(finished)
+    save_png(plot_curves(finished), out / f"{part}eval_loss.png")
+    sections.append((f"Eval loss during training{heading}", "Mean over seeds; the band spans min to max.",
+                     f"{part}eval_loss.png"))
+    for metric in curve_metrics(finished):   # image-text: zero-shot retrieval
+        save_png(plot_curves(finished, metric), out / f"{part}{metric}.png")
+        sections.append((f"{metric} during training{heading}", "Mean over seeds; the band spans min to max.",
+                         f"{part}{metric}.png"))
+    notes = group_notes(finished)
+    used: set[str] = set()
+    for group, r in _first_seed_per_group(finished, notes):
+        stem = f"{part}mixture_{group.algo}_{group.domains}"   # the rest's group first: it gets the plain name
+        name, i = f"{stem}.png", 2
+        while name in used:
+            name, i = f"{stem}_{i}.png", i + 1
+        used.add(name)
+        other = f", {notes[group]}" if notes[group] else ""
+        plot_mixture(r.mixture.per_round, r.domains.names, out / name,
+                     title=f"{group.algo} ({group.domains} domains{other}), seed {r.seed}: mixture per round")
+        sections.append((f"Mixture: {group.algo} ({group.domains}{other}){heading}", "", name))
+    gram = next((r for r in finished if r.strategy.extras.get("last_gram")), None)
+    if gram is not None:
+        _gram_heatmap(gram, out / f"{part}gram.png")
+        sections.append((f"R&B's last Gram matrix{heading}", "G_ij = <g_i, g_j>/(n_i n_j) at the last update, "
+                         f"{gram.task.name}, seed {gram.seed}.", f"{part}gram.png"))
+    _overhead_bars(table, out / f"{part}overhead.png")
+    paper = "\n".join(["| strategy | ours: FLOP overhead % (mean over seeds) | paper Table 1 range % |",
+                       "|---|---|---|"] + [f"| {row.algo} ({row.domains}{_other(row.settings)}) | "
+                                           f"{row.overhead_flops_pct:.4g} | {PAPER_TABLE1.get(row.algo, '—')} |"
+                                           for row in table.itertuples()])
+    sections.append((f"Overhead{heading}", paper + "\n\nThe paper's numbers come from other models and data "
+                     "(its Table 1); ours are measured on these runs.", f"{part}overhead.png"))
+    return sections
+
+
+def _task_label(task: tuple[str, str], names: list[str]) -> str:
+    """A task's name, with its version when two versions of it are here."""
+    name, version = task
+    return name if names.count(name) == 1 else f"{name} (version {version})"
+
+
+def _file_part(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")
+
+
+def _other(note: str) -> str:
+    return f"; {note}" if note else ""
+
+
+def _first_seed_per_group(results: list[RunResult], notes: dict[Group, str]) -> list[tuple[Group, RunResult]]:
+    """Each group's run of the lowest seed, in the table's order (the rest's group before others)."""
+    chosen: dict[Group, RunResult] = {}
     for r in sorted(results, key=lambda r: r.seed):
-        chosen.setdefault(r.group, r)
-    return [chosen[k] for k in sorted(chosen)]
+        chosen.setdefault(Group.of(r), r)
+    return sorted(chosen.items(), key=lambda item: (item[0].algo, item[0].domains, notes[item[0]] != "", item[0]))
 
 
 def _gram_heatmap(result: RunResult, path: Path) -> None:
@@ -127,7 +170,7 @@ def _gram_heatmap(result: RunResult, path: Path) -> None:
 def _overhead_bars(table, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    labels = [f"{row.algo}\n({row.domains})" for row in table.itertuples()]
+    labels = [f"{row.algo}\n({row.domains}{', other settings' if row.settings else ''})" for row in table.itertuples()]
     values = [max(row.overhead_flops_pct, 1e-6) for row in table.itertuples()]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bars = ax.bar(labels, values, color="tab:purple")

@@ -24,6 +24,7 @@ from mixbench.engine.history import RoundRecord, RunHistory
 from mixbench.engine.meter import OverheadReport
 from mixbench.errors import MixbenchError
 from mixbench.storage.atomic import json_safe, write_json
+from mixbench.storage.typed_json import type_problem
 from mixbench.strategy import MixingStrategy
 from mixbench.task import TaskInfo
 
@@ -69,6 +70,11 @@ class DomainsRecord:
     original_domains: int | None = None
     regroup_seconds: float | None = None
     embeddings_cached: bool | None = None
+    clustering_seed: int | None = None   # k-means' seed: the run's own (None: made before it followed the run's)
+    k_rule: str | None = None            # the k rule that chose k (mixbench.k_rule; None: made before rules)
+    min_cluster_size: int | None = None  # a k with a smaller cluster was passed over
+    collapse: float | None = None        # near-duplicates at this cosine counted once before clustering
+    sweep: list[dict] | None = None      # per k swept: inertia, smallest cluster and every rule's measures
 
 
 @dataclass
@@ -201,11 +207,6 @@ class RunResult:
         quantity whatever domains a run trained on."""
         return self.metrics.final_reference_eval_loss
 
-    @property
-    def group(self) -> tuple[str, str]:
-        """(strategy, domain method): the cells of a comparison that differ only by seed."""
-        return self.strategy.name, self.domains.method
-
     def steps_to_reach(self, target: float) -> float:
         """The first round-end step at which the eval loss is at or below `target` (NaN: never)."""
         for record in self.rounds:
@@ -267,8 +268,17 @@ class RunResult:
             raise MixbenchError(f"written by a newer mixbench (results schema {payload['schema_version']}, "
                                 f"this version reads up to {SCHEMA_VERSION})")
         try:
-            return cls._from_current(_upgrade(payload))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:   # a field of the wrong type
+            current = _upgrade(payload)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MixbenchError(f"malformed results ({type(exc).__name__}: {exc})") from None
+        # Every field as the schema types it, before any is used: a loss that is a string, or an
+        # Infinity (json reads it; mixbench writes null for a missing number), is named here.
+        problem = type_problem(current, cls)
+        if problem:
+            raise MixbenchError(f"malformed results: {problem}")
+        try:
+            return cls._from_current(current)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:   # a field missing
             raise MixbenchError(f"malformed results ({type(exc).__name__}: {exc})") from None
 
     @classmethod

@@ -20,11 +20,11 @@ from mixbench.embedder import Embedder
 from mixbench.engine.evaluation import EvalReference, select_eval_subset
 from mixbench.engine.history import RunHistory
 from mixbench.errors import MixbenchError, TrainingDiverged
-from mixbench.experiments.checkpoints import check_domains, checkpoint_plan, run_identity
+from mixbench.experiments.checkpoints import check_domains, checkpoint_plan, run_identity, what_was_kept
 from mixbench.experiments.outcomes import RunDiverged, RunInterrupted
 from mixbench.experiments.results import DomainsRecord, MlflowRun, RunResult, SavedTo, now
 from mixbench.experiments.settings import RunSettings
-from mixbench.storage.atomic import check_writable
+from mixbench.storage.atomic import UnwritableOutput, check_writable
 from mixbench.strategy import MixingStrategy
 
 if TYPE_CHECKING:
@@ -102,13 +102,19 @@ def _run(settings: RunSettings, ranks: SingleProcess) -> RunResult:
         result = RunResult.from_run(algo=settings.algo, strategy=strategy, task_name=settings.task, task_info=info,
                                     cfg=cfg, history=history, status=status, error=error, started_at=started_at,
                                     domains=domains)
+        unsaved = None
         if written:
-            result.save(path)
+            try:
+                result.save(path)
+            except UnwritableOutput as exc:   # a full disk, say: the rest still ends properly, then says what is kept
+                unsaved, written = exc, False
         if tracker is not None:
-            if refused:
+            if refused or unsaved is not None:
                 tracker.finish("FAILED")
             else:
                 _finish_tracker(tracker, result, path)
+        if unsaved is not None:
+            raise MixbenchError(f"{unsaved}; {what_was_kept(plan, _mlflow_run(tracker))}") from None
         if written:
             result.saved_to = SavedTo(path, _mlflow_run(tracker))
         if status != "finished" and written:
@@ -170,18 +176,25 @@ def _regroup(settings: RunSettings, embedder: Embedder, data, info):
     from mixbench.regroup import apply, regroup
 
     # Regroup is a one-time cost (the paper counts it apart from training): timed, reported,
-    # not part of the per-round overhead. Clustering uses seed 0 whatever the run's seed, so
-    # every seed of a comparison trains on the same domains.
+    # not part of the per-round overhead. The clustering is seeded by the run's seed: k-means is
+    # random too, so each seed of a comparison has its own clustering, and the spread over seeds
+    # includes the clustering's (the embeddings, which are not random, are shared).
     started = time.perf_counter()
-    grouping = regroup(data, info, embedder, list(settings.domains.ks), seed=0, progress=settings.progress)
+    seed = settings.config.seed
+    choice = settings.domains.choice
+    grouping = regroup(data, info, embedder, list(settings.domains.ks), seed=seed, choice=choice,
+                       progress=settings.progress)
     seconds = time.perf_counter() - started
     cached = ", embeddings from cache" if grouping.cached_embeddings else ""
-    click.echo(f"regrouped {info.name} into k={grouping.k} domains (silhouette {grouping.silhouette:.4f}, "
+    silhouette = "" if grouping.silhouette is None else f", silhouette {grouping.silhouette:.4f}"
+    click.echo(f"regrouped {info.name} into k={grouping.k} domains (k rule {choice.label}{silhouette}, "
                f"{settings.embedder}{cached}, {seconds:.0f} s)", err=True)
     domains = DomainsRecord(method="regroup", names=[], embedder=grouping.embedder, k=grouping.k,
                             silhouette=grouping.silhouette, embedder_name=settings.embedder,
                             k_swept=[int(fit["k"]) for fit in grouping.sweep], original_domains=len(data.domains),
-                            regroup_seconds=seconds, embeddings_cached=grouping.cached_embeddings)
+                            regroup_seconds=seconds, embeddings_cached=grouping.cached_embeddings,
+                            clustering_seed=seed, k_rule=choice.rule, min_cluster_size=choice.min_cluster_size,
+                            collapse=choice.collapse, sweep=grouping.sweep)
     return apply(data, grouping), domains
 
 

@@ -4,6 +4,8 @@ Everything a run depends on besides its code travels in one `RunSettings`: from 
 line to `run`, from a grid to each of its cells, and (as JSON, `to_dict`/`from_dict`) to a cell
 running in its own process. It names the strategy, task and embedder, never holds them: each
 place that needs one creates it from the registries, so a name and an object can never disagree.
+A user's data file is a task too: its name is the file's, and `task_file` (the file and its field
+choices) says how the registered `file` task reads it (task_spec.py).
 `RunSettings.resolve` is where user input becomes settings: the task's budget under the user's
 overrides, the strategy's default domains, every name and hyperparameter checked, in one line
 each (MixbenchError) before anything is read or written.
@@ -19,10 +21,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from mixbench.config import TrainConfig
+from mixbench.data.datafile import DataFile
 from mixbench.errors import MixbenchError
 from mixbench.experiments.checkpoints import NEVER, REQUIRED, WHEN_POSSIBLE
 from mixbench.experiments.results import result_path
+from mixbench.experiments.task_spec import TaskSpec
 from mixbench.regroup import DomainSpec
+from mixbench.regroup.spec import KChoice
 
 if TYPE_CHECKING:
     from mixbench.embedder import Embedder
@@ -55,7 +60,7 @@ class RunSettings:
     """One run: which strategy (with its hyperparameters) trains on which task, with which
     training settings and domains, and where its results, checkpoints and MLflow run go."""
 
-    task: str
+    task: str                                         # a registered task's name, or a data file's (task_file)
     algo: str
     config: TrainConfig                               # the task's budget with the user's overrides, seed included
     params: Mapping[str, Any] = field(default_factory=dict)   # the strategy's hyperparameters, all of them
@@ -67,6 +72,7 @@ class RunSettings:
     resume: str = NEVER                               # whether to continue from the checkpoint at the results' path
     checkpoint_every: int | None = None               # also checkpoint every this many steps (round ends always)
     keep_checkpoints: int = 1                         # the last N checkpoints are kept; 0 writes none
+    task_file: DataFile | None = None                 # the data file `task` names and its field choices
 
     def __post_init__(self):
         object.__setattr__(self, "params", _frozen(self.params))
@@ -77,22 +83,28 @@ class RunSettings:
     @classmethod
     def resolve(cls, *, task: str, algo: str, params: Mapping[str, Any] | None = None,
                 overrides: Mapping[str, Any] | None = None, domains: str | DomainSpec | None = None,
-                embedder: str = "minilm", **settings) -> RunSettings:
-        """The settings of `algo` on `task`: the task's budget under `overrides` (None values keep
-        the budget's), `domains` or else the strategy's default, the strategy's hyperparameters
-        with `params` over its defaults. Any other keyword is a field of RunSettings. An unknown
-        name, an unknown or bad hyperparameter or training setting is a MixbenchError."""
+                embedder: str = "minilm", task_file: DataFile | None = None, k_choice: KChoice | None = None,
+                **settings) -> RunSettings:
+        """The settings of `algo` on `task` (with `task_file`, a data file's): the task's budget
+        under `overrides` (None values keep the budget's), `domains` or else the task's default (a
+        data file without domains is regrouped) or else the strategy's, the strategy's
+        hyperparameters with `params` over its defaults. Any other keyword is a field of
+        RunSettings. An unknown name, an unknown or bad hyperparameter or training setting is a
+        MixbenchError."""
         from mixbench import registry
 
         strategy_cls = registry.strategies.get(algo)   # an unknown name: one line, with "did you mean"
+        spec = TaskSpec(task, task_file)
         if not isinstance(domains, DomainSpec):
-            domains = DomainSpec.parse(domains or strategy_cls.default_domains)
+            domains = DomainSpec.parse(domains or spec.default_domains or strategy_cls.default_domains)
         if domains.method == "regroup":   # the only runs that use an embedder: the others never make one
             registry.embedders.create(embedder)
-        budget = registry.tasks.create(task).budget
+            domains = dataclasses.replace(domains, choice=k_choice or domains.choice)   # how Regroup picks k
+            domains.choice.check()
+        budget = spec.create().budget
         strategy = _checked_strategy(algo, strategy_cls, params or {})
         return cls(task=task, algo=algo, config=budget.override(**(overrides or {})), params=strategy.get_params(),
-                   domains=domains, embedder=embedder, **settings)
+                   domains=domains, embedder=embedder, task_file=task_file, **settings)
 
     def with_seed(self, seed: int) -> RunSettings:
         return dataclasses.replace(self, config=self.config.override(seed=seed))
@@ -108,10 +120,13 @@ class RunSettings:
 
         return registry.strategies.create(self.algo, **self.params)
 
-    def create_task(self) -> Task:
-        from mixbench import registry
+    @property
+    def task_spec(self) -> TaskSpec:
+        return TaskSpec(self.task, self.task_file)
 
-        return registry.tasks.create(self.task)
+    def create_task(self) -> Task:
+        """The task; a data file's refuses a domain with fewer eval rows than the run scores."""
+        return self.task_spec.create(eval_per_domain=self.config.eval_per_domain)
 
     def create_embedder(self) -> Embedder:
         from mixbench import registry
@@ -121,18 +136,23 @@ class RunSettings:
     # -- as plain JSON (a cell of `compare --jobs N` gets its settings this way) ------------------
     def to_dict(self) -> dict:
         return {"task": self.task, "algo": self.algo, "config": self.config.to_dict(), "params": dict(self.params),
-                "domains": {"method": self.domains.method, "ks": list(self.domains.ks)}, "embedder": self.embedder,
+                "domains": {"method": self.domains.method, "ks": list(self.domains.ks),
+                            "choice": self.domains.choice.to_dict()}, "embedder": self.embedder,
                 "out_dir": str(self.out_dir), "tracking": dataclasses.asdict(self.tracking),
                 "progress": self.progress, "resume": self.resume, "checkpoint_every": self.checkpoint_every,
-                "keep_checkpoints": self.keep_checkpoints}
+                "keep_checkpoints": self.keep_checkpoints,
+                "task_file": self.task_file.to_dict() if self.task_file is not None else None}
 
     @classmethod
     def from_dict(cls, values: dict) -> RunSettings:
         """From `to_dict()` output: the same settings, nothing resolved again."""
         try:
+            task_file = values.get("task_file")
             return cls(**{**values, "config": TrainConfig.from_dict(values["config"]),
-                          "domains": DomainSpec(values["domains"]["method"], tuple(values["domains"]["ks"])),
-                          "tracking": TrackingSettings(**values["tracking"])})
+                          "domains": DomainSpec(values["domains"]["method"], tuple(values["domains"]["ks"]),
+                                                KChoice.from_dict(values["domains"].get("choice", {}))),
+                          "tracking": TrackingSettings(**values["tracking"]),
+                          "task_file": DataFile.from_dict(task_file) if task_file is not None else None})
         except (KeyError, TypeError) as exc:
             raise MixbenchError(f"malformed run settings ({type(exc).__name__}: {exc})") from None
 
@@ -166,13 +186,14 @@ class GridSettings:
     """A comparison: every strategy in `algos` on every domain choice and seed, on one task,
     with the same training settings. `cells()` gives each cell's RunSettings."""
 
-    task: str
+    task: str                                        # a registered task's name, or a data file's (task_file)
     algos: tuple[str, ...]
     seeds: tuple[int, ...]
     domains: tuple[str, ...] | None = None           # as --domains spells them (None: each strategy's default)
     overrides: Mapping[str, Any] = field(default_factory=dict)   # training settings over the task's budget
     params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # {algo: its hyperparameters}
     embedder: str = "minilm"
+    k_choice: KChoice = KChoice()    # how Regroup picks k for the regrouped cells
     out_dir: Path = Path("runs")
     tracking: TrackingSettings = TrackingSettings(experiment="mixbench-compare")
     progress: bool = True
@@ -180,6 +201,7 @@ class GridSettings:
     checkpoint_every: int | None = None
     keep_checkpoints: int = 1
     jobs: int = 1                    # cells at a time, each in its own process when more than one
+    task_file: DataFile | None = None   # the data file `task` names and its field choices
 
     def __post_init__(self):
         check_jobs(self.jobs)   # first: before anything is read or written
@@ -213,8 +235,10 @@ class GridSettings:
         for algo in self.algos:
             for domains in self.domains or (None,):
                 base = RunSettings.resolve(
-                    task=self.task, algo=algo, params=self.params.get(algo), overrides=self.overrides,
-                    domains=domains, embedder=self.embedder, out_dir=self.out_dir, tracking=self.tracking,
+                    task=self.task, task_file=self.task_file, algo=algo, params=self.params.get(algo),
+                    overrides=self.overrides,
+                    domains=domains, embedder=self.embedder, k_choice=self.k_choice, out_dir=self.out_dir,
+                    tracking=self.tracking,
                     progress=self.progress, resume=WHEN_POSSIBLE, checkpoint_every=self.checkpoint_every,
                     keep_checkpoints=self.keep_checkpoints)
                 cells += [base.with_seed(seed) for seed in self.seeds]

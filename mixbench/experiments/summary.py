@@ -1,9 +1,20 @@
-"""The comparison table: per (algo, domains), over seeds, against stratified on the same seeds."""
+"""The comparison table: one row per group of runs that differ only by their seed, over seeds,
+against stratified on the same seeds.
+
+Runs are averaged together only when they ran the same task (and version), the same strategy
+with the same hyperparameters, on domains made the same way, with the same training settings:
+a folder holding runs of 60 and of 20 steps, or of two tasks whose seeds coincide, gives a row
+for each, never one row pooling them. Within a task, the settings most of its runs share are
+"the rest"; a row made otherwise says how, in its `settings` column, and is compared only with
+stratified runs of its own settings.
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -11,34 +22,107 @@ import pandas as pd
 from mixbench.experiments.results import RunResult
 
 BASELINE = "stratified"
-UNFINISHED = ("diverged", "failed")   # statuses a table counts per (algo, domains), beside the seeds
+UNFINISHED = ("diverged", "failed")   # statuses a table counts per row, beside the seeds
+
+
+@dataclass(frozen=True, order=True)
+class Group:
+    """What a run's numbers depend on besides its seed: runs of one Group may be averaged."""
+
+    task: str
+    version: str
+    algo: str
+    domains: str       # original | regroup
+    regroup: str       # regrouped domains: how they were made (JSON: the k swept, the embedder's identity,
+                       # the k rule and its limits); "" otherwise. Not the k chosen: it may differ by seed.
+    params: str        # the strategy's hyperparameters (JSON)
+    settings: str      # every training setting but the seed (JSON)
+
+    @classmethod
+    def of(cls, r: RunResult) -> Group:
+        d = r.domains
+        regroup = _canonical({"k": d.k_swept, "embedder": d.embedder, "k rule": d.k_rule,
+                              "min cluster size": d.min_cluster_size, "collapse": d.collapse}) \
+            if d.method == "regroup" else ""
+        settings = {k: v for k, v in r.config.to_dict().items() if k != "seed"}
+        return cls(r.task.name, r.task.version, r.strategy.name, r.domains.method, regroup,
+                   _canonical(r.strategy.params), _canonical(settings))
+
+
+def _canonical(values) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+def group_notes(results: list[RunResult]) -> dict[Group, str]:
+    """For every group of `results`, how it differs from the rest of its task ("" when it does
+    not): its training settings against those most of the task's runs share, its hyperparameters
+    against those most runs of its strategy share, its regrouping against its strategy's most
+    common; e.g. "steps 20 (60 in the rest)"."""
+    sizes = Counter(Group.of(r) for r in results)
+    usual: dict[tuple, Counter] = defaultdict(Counter)
+    for group, n in sizes.items():
+        usual[("settings", group.task, group.version)][group.settings] += n
+        usual[("params", group.task, group.version, group.algo)][group.params] += n
+        usual[("regroup", group.task, group.version, group.algo, group.domains)][group.regroup] += n
+
+    def most_common(counter: Counter) -> str:   # ties: the first in sorted order, the same every time
+        top = max(counter.values())
+        return min(k for k, v in counter.items() if v == top)
+
+    notes = {}
+    for g in sizes:
+        parts = [_differences(g.settings, most_common(usual[("settings", g.task, g.version)])),
+                 _differences(g.params, most_common(usual[("params", g.task, g.version, g.algo)])),
+                 _differences(g.regroup, most_common(usual[("regroup", g.task, g.version, g.algo, g.domains)]),
+                              "regroup ")]
+        notes[g] = "; ".join(p for p in parts if p)
+    return notes
+
+
+def _differences(mine: str, usual: str, prefix: str = "") -> str:
+    if mine == usual:
+        return ""
+    a, b = (json.loads(x) if x else {} for x in (mine, usual))
+    return ", ".join(f"{prefix}{k} {_shown(a.get(k))} ({_shown(b.get(k))} in the rest)"
+                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
+def _shown(value) -> str:
+    return "none" if value is None else str(value)
 
 
 def summarize(results: list[RunResult]) -> pd.DataFrame:
-    """One row per (algo, domains): final eval loss (by original domains) mean ± std over seeds,
-    steps to reach stratified's final loss, overhead in FLOPs and seconds, and the paired
-    difference against stratified on the same seeds with a paired t-test p-value; and how many
-    seeds diverged or failed (those have no final loss: they are counted, not averaged)."""
+    """One row per Group: final eval loss (by original domains) mean ± std over seeds, steps to
+    reach stratified's final loss, overhead in FLOPs and seconds, and the paired difference
+    against stratified (same task, same training settings) on the same seeds with a paired
+    t-test p-value; and how many seeds diverged or failed (those have no final loss: they are
+    counted, not averaged). `task` names the row's task; `settings` how the row was made
+    otherwise than the rest of its task ("" for the rest). Rows are ordered by task, strategy,
+    domains, the rest's first."""
     from scipy import stats
 
-    groups: dict[tuple[str, str], dict[int, RunResult]] = defaultdict(dict)
+    groups: dict[Group, dict[int, RunResult]] = defaultdict(dict)
     unfinished = {status: defaultdict(int) for status in UNFINISHED}
     for r in results:
         if r.finished:
-            groups[r.group][r.seed] = r
+            groups[Group.of(r)].setdefault(r.seed, r)
         elif r.status in unfinished:
-            unfinished[r.status][r.group] += 1
+            unfinished[r.status][Group.of(r)] += 1
+    notes = group_notes([r for r in results if r.finished or r.status in unfinished])
     rows = []
-    for algo, domains in sorted(set(groups).union(*unfinished.values())):
-        by_seed = groups.get((algo, domains), {})
-        counts = {status: unfinished[status][(algo, domains)] for status in UNFINISHED}
+    for group in sorted(set(groups).union(*unfinished.values()), key=lambda g: (g.task, g.version, g.algo, g.domains,
+                                                                                notes[g] != "", g)):
+        algo, domains = group.algo, group.domains
+        by_seed = groups.get(group, {})
+        counts = {status: unfinished[status][group] for status in UNFINISHED}
+        where = {"task": group.task, "settings": notes[group]}
         if not by_seed:   # no seed finished
             rows.append({"algo": algo, "domains": domains, "seeds": 0, "final_loss_mean": math.nan,
                          "final_loss_std": math.nan, "steps_to_stratified_final": math.nan,
                          "overhead_flops_pct": math.nan, "overhead_seconds_pct": math.nan,
-                         "diff_vs_stratified": math.nan, "paired_t_p": math.nan, **counts})
+                         "diff_vs_stratified": math.nan, "paired_t_p": math.nan, **counts, **where})
             continue
-        base = groups.get((BASELINE, domains)) or groups.get((BASELINE, "original")) or {}
+        base = _baseline(group, groups)
         seeds = sorted(by_seed)
         finals = np.array([by_seed[s].final_loss for s in seeds], dtype=float)
         paired = [s for s in seeds if s in base]
@@ -61,8 +145,22 @@ def summarize(results: list[RunResult]) -> pd.DataFrame:
             "paired_t_p": p_value,
             **counts,
             **_task_metrics([by_seed[s] for s in seeds]),
+            **where,
         })
     return pd.DataFrame(rows)
+
+
+def _baseline(group: Group, groups: dict[Group, dict[int, RunResult]]) -> dict[int, RunResult]:
+    """Stratified's runs to pair `group` with: same task and version, same training settings; on
+    the same domains (regrouped the same way) if there are such, else on the original ones."""
+    def found(domains: str, regroup: str) -> dict[int, RunResult]:
+        for g, runs in groups.items():
+            if (g.algo, g.task, g.version, g.settings, g.domains, g.regroup) == \
+                    (BASELINE, group.task, group.version, group.settings, domains, regroup):
+                return runs
+        return {}
+
+    return found(group.domains, group.regroup) or found("original", "")
 
 
 def _task_metrics(runs: list[RunResult]) -> dict:
@@ -84,15 +182,21 @@ def metric_names(table: pd.DataFrame) -> list[str]:
 
 
 def per_domain_table(results: list[RunResult]) -> pd.DataFrame:
-    """Mean final eval loss per ORIGINAL domain over seeds, one column per (algo, domains), so
-    the rows line up whatever domains each run trained on."""
+    """Mean final eval loss per ORIGINAL domain over seeds, one column per Group (algo/domains,
+    then how it differs from the rest, if it does), so the rows line up whatever domains each
+    run trained on."""
+    notes = group_notes([r for r in results if r.finished])
+    tasks = {(r.task.name, r.task.version) for r in results if r.finished}
     columns = defaultdict(lambda: defaultdict(list))
     for r in results:
         if not r.finished:
             continue
+        note = notes[Group.of(r)]
+        name = (f"{r.task.name}: " if len(tasks) > 1 else "") + f"{r.strategy.name}/{r.domains.method}" \
+            + (f" [{note}]" if note else "")
         for domain, loss in r.metrics.final_reference_eval_losses.items():
             if math.isfinite(loss):
-                columns[f"{r.strategy.name}/{r.domains.method}"][domain].append(loss)
+                columns[name][domain].append(loss)
     return pd.DataFrame({c: {d: float(np.mean(v)) for d, v in doms.items()} for c, doms in sorted(columns.items())})
 
 

@@ -48,20 +48,30 @@ def _count(status: str) -> Column:
     return Column(status, f"seeds {status}", 8, lambda r: str(r.get(status, 0)))
 
 
+TASK = Column("task", "task", -11, lambda r: r["task"])
+# How a row was made otherwise than the rest of its task (summary.group_notes): free text, last.
+SETTINGS = Column("other settings", "made otherwise than the rest", -1, lambda r: r.get("settings") or "")
+
+
 def columns_of(table: pd.DataFrame) -> list[Column]:
     """The fixed columns, one per task metric in `table`, and the seeds that diverged or failed
-    (only when some did)."""
+    (only when some did); the task first when the table holds several, and how a row's settings
+    differ from the rest's last, when one's do."""
     counts = [_count(s) for s in UNFINISHED if s in table and table[s].sum() > 0]
-    return (COLUMNS + [Column(name, f"{name} (mean ± std)", 17, _mean_std(name)) for name in metric_names(table)]
-            + counts)
+    several_tasks = "task" in table and table["task"].nunique() > 1
+    other_settings = "settings" in table and bool((table["settings"].fillna("") != "").any())
+    return (([TASK] if several_tasks else []) + COLUMNS
+            + [Column(name, f"{name} (mean ± std)", 17, _mean_std(name)) for name in metric_names(table)]
+            + counts + ([SETTINGS] if other_settings else []))
 
 
 def format_text(table: pd.DataFrame) -> str:
     columns = columns_of(table)
+    lead = columns.index(COLUMNS[2]) + 1   # (task,) algo, domains, seeds: set apart from the numbers
 
     def line(cells: list[str]) -> str:
         padded = [f"{c:<{-col.width}}" if col.width < 0 else f"{c:>{col.width}}" for c, col in zip(cells, columns)]
-        return (" ".join(padded[:3]) + "  " + "  ".join(padded[3:])).rstrip()
+        return (" ".join(padded[:lead]) + "  " + "  ".join(padded[lead:])).rstrip()
 
     return "\n".join([line([c.text for c in columns])]
                      + [line([c.cell(row) for c in columns]) for row in table.to_dict("records")])

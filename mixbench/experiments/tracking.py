@@ -7,8 +7,10 @@ set, else sqlite `mlflow.db` in the working directory).
 
 Tracking never costs the training: a failed MLflow call is retried briefly, then the tracker
 warns once and goes offline (every later call does nothing), and the run goes on with its
-results JSON as the record. A tracking server that does not answer within seconds is found
-before the run starts, with the same one warning.
+results JSON as the record. A tracking server that does not answer its health check within 5 s
+in all (a deadline, not a limit per read: a server that trickles a header line now and then is
+given up too), or a start-up (store, experiment, run) that takes longer than a minute in all, is
+found before the run starts, with the same one warning.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from urllib.parse import urlparse
 from mixbench.engine.callbacks import TrainCallback
 from mixbench.engine.history import RoundRecord
 from mixbench.engine.state import StepResult
+from mixbench.storage.locks import FileLock
+from mixbench.timelimit import TimeLimitExceeded, call_in_time
 
 log = logging.getLogger(__name__)
 
 _METRIC_BATCH = 500
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. :]")
 _RETRY_DELAYS_S = (0.5, 2.0)     # waits before retrying a failed call: a busy database clears, a broken one doesn't
-_SERVER_TIMEOUT_S = 5            # how long the up-front check waits for a tracking server
+_SERVER_TIMEOUT_S = 5            # how long the up-front check waits for a tracking server, in all
+_STARTUP_DEADLINE_S = 60         # how long the whole start-up may take (a sqlite store may wait on
+                                 # other processes' first migrations: a few seconds each)
 # MLflow's own HTTP retries (7, 120 s timeouts, backoff 2) take minutes per call on a dead server;
 # these apply unless the user set them.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -62,20 +68,47 @@ class MlflowTracker:
         if unreachable:
             self._go_offline(unreachable)
             return
-        self._retrying(self._start, experiment, run_name, tags or {})
+        try:
+            started = call_in_time(lambda: self._start_retrying(experiment, run_name, tags or {}),
+                                   _STARTUP_DEADLINE_S, "the start-up", undo=_close_late_run)
+        except TimeLimitExceeded:
+            self._go_offline(f"its start-up took longer than {_STARTUP_DEADLINE_S} s")
+            return
+        except Exception as exc:   # every try failed
+            self._go_offline(_root_cause(exc))
+            return
+        self.client, self.experiment_id, self.run_id = started
 
-    def _start(self, experiment: str, run_name: str | None, tags: dict) -> None:
+    def _start_retrying(self, experiment: str, run_name: str | None, tags: dict):
+        """_start, retried as every call is; the last failure raised. Only the first try repairs
+        the store: what a retry finds half-made, that start's own first try made (the disk is full
+        still, say), and moving it aside again would only pile up copies."""
+        for attempt, delay in enumerate(_RETRY_DELAYS_S):
+            try:
+                return self._start(experiment, run_name, tags, repair=attempt == 0)
+            except Exception:   # noqa: BLE001 - retried; the last try's failure is the one reported
+                time.sleep(delay)
+        return self._start(experiment, run_name, tags, repair=False)
+
+    def _start(self, experiment: str, run_name: str | None, tags: dict, repair: bool = True):
+        """(client, experiment id, run id) of a new run; nothing set on the tracker (this runs in a
+        thread the tracker may have stopped waiting for)."""
         from mlflow.tracking import MlflowClient
 
         with _first_contact_lock(self.tracking_uri):
-            self.client = MlflowClient(tracking_uri=self.tracking_uri)
-            self.experiment_id = _experiment_id(self.client, experiment)
+            aside = _move_aside_a_cut_short_store(self.tracking_uri) if repair else None
+            if aside:
+                log.warning("MLflow's database %s was left half-made by a first creation cut short (a full disk, a "
+                            "kill) and holds nothing: moved it to %s; MLflow makes a new one", aside[0], aside[1])
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            experiment_id = _experiment_id(client, experiment)
         try:
-            _close_runs_of_dead_processes(self.client, self.experiment_id)
+            _close_runs_of_dead_processes(client, experiment_id)
         except Exception as exc:   # tidying up after others must not cost this run its tracking
             log.debug("could not look for runs left RUNNING: %s", exc)
         owner = {_HOST: socket.gethostname(), _PID: str(os.getpid())}
-        self.run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags={**tags, **owner}).info.run_id
+        run_id = client.create_run(experiment_id, run_name=run_name, tags={**tags, **owner}).info.run_id
+        return client, experiment_id, run_id
 
     def _call(self, method: str, *args, **kwargs):
         """The MlflowClient's `method`(*args, **kwargs) while the tracker is active."""
@@ -199,21 +232,42 @@ def _first_contact_lock(tracking_uri: str):
     doing it at once break each other (`table already exists`, `duplicate column name`): the
     first contact waits on a file lock next to the database."""
     database = _sqlite_path(tracking_uri)
+    lock = FileLock(Path(f"{database}.lock")) if database else None
     try:
-        import fcntl
-
-        handle = open(f"{database}.lock", "a") if database else None
-    except (ImportError, OSError):   # no flock (Windows) or no writable folder: MLflow reports its own error
-        handle = None
-    if handle is None:
+        held = lock is not None and lock.acquire()
+    except OSError:   # no writable folder: MLflow reports its own error
+        held = False
+    try:
         yield
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        if held:
+            lock.release()
+
+
+def _move_aside_a_cut_short_store(tracking_uri: str) -> tuple[str, str] | None:
+    """A sqlite store whose first creation was cut short (a full disk, a kill) is left with part of
+    MLflow's schema, and MLflow fails on it for good ("table ... already exists", "duplicate column
+    name"), even once the disk has room. MLflow makes its default experiment last, so a store with
+    tables but no experiment and no run holds nothing of anyone's: it is renamed aside
+    (DB.broken-<time>) for MLflow to make anew. Returns (database, where it went), or None. Called
+    under the first-contact lock: no other mixbench process is making the store meanwhile."""
+    import sqlite3
+
+    database = _sqlite_path(tracking_uri)
+    if not database or not os.path.isfile(database):
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:   # rolls back a hot journal
+            tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
+            held = sum(db.execute(f"select count(*) from {name}").fetchone()[0]
+                       for name in ("experiments", "runs") if name in tables)
+    except sqlite3.Error:   # not a store this can judge: MLflow says what is wrong with it
+        return None
+    if not tables or held:
+        return None
+    aside = f"{database}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(database, aside)
+    return database, aside
 
 
 def _sqlite_path(tracking_uri: str) -> str | None:
@@ -226,18 +280,29 @@ def _sqlite_path(tracking_uri: str) -> str | None:
 
 
 def _unreachable_server(tracking_uri: str) -> str | None:
-    """Why the tracking server at `tracking_uri` cannot be used (None: not a server, or it answers)."""
+    """Why the tracking server at `tracking_uri` cannot be used (None: not a server, or it answers
+    its health check within _SERVER_TIMEOUT_S seconds in all)."""
     if urlparse(tracking_uri).scheme not in ("http", "https"):
         return None
     for name, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     import requests
 
+    # requests' timeout is per read: a server trickling a header line every few seconds never
+    # reaches it. The thread's deadline is the one that counts.
+    health = f"{tracking_uri.rstrip('/')}/health"
     try:
-        requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=_SERVER_TIMEOUT_S)
-    except requests.RequestException as exc:
+        call_in_time(lambda: requests.get(health, timeout=_SERVER_TIMEOUT_S).close(), _SERVER_TIMEOUT_S,
+                     "its health check")
+    except (requests.RequestException, TimeLimitExceeded) as exc:
         return f"no answer from the tracking server {tracking_uri} within {_SERVER_TIMEOUT_S} s: {type(exc).__name__}"
     return None
+
+
+def _close_late_run(started) -> None:
+    """A run created after the tracker stopped waiting for it: closed, not left RUNNING."""
+    client, _, run_id = started
+    client.set_terminated(run_id, status="KILLED")
 
 
 def _close_runs_of_dead_processes(client, experiment_id: str) -> None:

@@ -1,12 +1,13 @@
 """Domains of a user's dataset: the label of each example, the domain names, and q.
 
-A domain label can be any hashable value (a string, an int); it is named by `str(label)`, and
-domains are numbered in the sorted order of their names, so every process of a distributed run
-numbers them alike.
+A domain label is a string or a number (None or NaN, a table's missing value, is refused, not
+made a domain "None" or "nan"); it is named by `str(label)`, and domains are numbered in the
+sorted order of their names, so every process of a distributed run numbers them alike.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,9 +53,8 @@ class DomainIndex:
     def from_labels(cls, labels: Sequence, what: str = "training") -> DomainIndex:
         if len(labels) == 0:
             raise IntegrationError(f"the {what} dataset is empty")
-        missing = next((i for i, label in enumerate(labels) if _blank(label)), None)
-        if missing is not None:
-            raise IntegrationError(f"{what} example {missing} has no domain label")
+        for i, label in enumerate(labels):
+            _check_label(label, i, what)
         return cls(tuple(sorted({str(label) for label in labels})))
 
     @property
@@ -66,8 +66,7 @@ class DomainIndex:
         position = {name: i for i, name in enumerate(self.names)}
         out = np.empty(len(labels), dtype=np.int64)
         for i, label in enumerate(labels):
-            if _blank(label):
-                raise IntegrationError(f"{what} example {i} has no domain label")
+            _check_label(label, i, what)
             found = position.get(str(label))
             if found is None:
                 raise IntegrationError(f"{what} domain {label!r} (example {i}) is not one of the training domains "
@@ -102,8 +101,18 @@ class DomainIndex:
         return q / q.sum()
 
 
-def _blank(label) -> bool:
-    return label is None or (isinstance(label, str) and not label.strip())
+def _check_label(label, i: int, what: str) -> None:
+    """An IntegrationError unless `label` names a domain: a string that is not blank, an integer,
+    a finite number. A missing value read from a table is None or NaN, and str() would make
+    "None" or "nan" a domain of its own."""
+    if label is None or (isinstance(label, str) and not label.strip()):
+        raise IntegrationError(f"{what} example {i} has no domain label")
+    if isinstance(label, (float, np.floating)) and not math.isfinite(label):
+        raise IntegrationError(f"{what} example {i} has domain label {float(label)!r}: a missing value, not a "
+                               f"domain name")
+    if not isinstance(label, (str, int, float, np.integer, np.floating)) or isinstance(label, (bool, np.bool_)):
+        raise IntegrationError(f"{what} example {i} has a domain label of type {type(label).__name__} "
+                               f"({label!r}): a label is a string or a number")
 
 
 def _as_key(name: str, given: Mapping):

@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,8 @@ from mixbench.integrations.collate import DOMAIN_IDS, DomainCollator
 from mixbench.integrations.domains import DomainIndex, read_domain_column
 from mixbench.integrations.losses import causal_lm_example_losses, looks_like_causal_lm
 from mixbench.integrations.strategies import check_served, resolve_strategy
-from mixbench.integrations.torch_loop import DEFAULT_TAP_MEMORY_MIB, DomainMixer, output_layer
+from mixbench.integrations.torch_loop import DEFAULT_TAP_MEMORY_MIB, DomainMixer, check_state, output_layer
+from mixbench.storage.atomic import write_atomic
 from mixbench.strategy import MixingStrategy, Signal
 
 log = logging.getLogger(__name__)
@@ -184,14 +186,14 @@ class MixingCallback(TrainerCallback):
         if self.resume_from is not None and state.global_step > 0:
             self._restore(Path(self.resume_from), state.global_step)
         else:
-            p_0 = zip(self.index.names, self.mixer.mixture.weights)
-            self._log({f"mixture/{_metric_name(n)}": float(p) for n, p in p_0}, control)
+            p_0 = zip(metric_names(self.index.names), self.mixer.mixture.weights)
+            self._log({f"mixture/{n}": float(p) for n, p in p_0}, control)
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
         record = self.mixer.step_end()
         if record is not None:
-            metrics = record.metrics([_metric_name(n) for n in self.index.names])
+            metrics = record.metrics(metric_names(self.index.names))
             # What the mixing cost so far: the tap's adds and the strategy's work (probes included).
             meter = self.mixer.meter
             metrics["mixing/overhead_flops"] = meter.total_flops(*OVERHEAD_CATEGORIES)
@@ -212,7 +214,7 @@ class MixingCallback(TrainerCallback):
         if state.is_world_process_zero:
             if not folder.is_dir():
                 raise IntegrationError(f"the checkpoint folder {folder} is not there to hold the mixing state")
-            torch.save(saved, folder / STATE_FILE)
+            write_atomic(folder / STATE_FILE, lambda f: torch.save(saved, f))
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -225,10 +227,15 @@ class MixingCallback(TrainerCallback):
         if not path.is_file():
             raise IntegrationError(f"{checkpoint} holds no mixing state ({STATE_FILE}): it was not saved by a run "
                                    f"with MixingCallback, so its mixture cannot be resumed")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("step") != step:
-            raise IntegrationError(f"{path} is of step {state.get('step')}, the checkpoint of step {step}")
-        self.mixer.load_state_dict(state)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, garbage or pickled code: all one to a user
+            raise IntegrationError(f"{path} cannot be read as a mixing state: it is damaged or not one "
+                                   f"({type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]})") from None
+        check_state(state, str(path))
+        if state["step"] != step:
+            raise IntegrationError(f"{path} is of step {state['step']}, the checkpoint of step {step}")
+        self.mixer.load_state_dict(state, source=str(path))
 
     # -- around each forward ------------------------------------------------------------------
 
@@ -302,9 +309,20 @@ def _causal_lm_losses(outputs, batch):
     return causal_lm_example_losses(outputs.logits, batch["labels"])
 
 
-def _metric_name(domain: str) -> str:
-    """A domain name as MLflow accepts it in a metric name."""
-    return re.sub(r"[^\w\-. /]", "_", domain)
+def metric_names(domains) -> list[str]:
+    """Each domain's name as MLflow accepts it in a metric name, one name per domain: names that
+    the replacement of unaccepted characters makes equal ("math?" and "math!" both "math_") get
+    their domain's number, or one domain's curves would overwrite the other's."""
+    cleaned = [re.sub(r"[^\w\-. /]", "_", str(domain)) for domain in domains]
+    taken = Counter(cleaned)
+    out: list[str] = []
+    for i, name in enumerate(cleaned):
+        if taken[name] > 1:
+            name = f"{name}-{i}"
+            while name in taken or name in out:   # a domain may be named so already
+                name += "_"
+        out.append(name)
+    return out
 
 
 class MixingTrainerMixin:

@@ -36,16 +36,18 @@ from mixbench.engine.codec import decode, encode
 from mixbench.engine.distributed import current_ranks
 from mixbench.engine.meter import Meter
 from mixbench.engine.rounds import GRADIENT_SIGNALS, RoundDriver
-from mixbench.engine.sampler import MixtureSampler
+from mixbench.engine.sampler import MixtureSampler, SamplerError, domain_id_array
 from mixbench.errors import MixbenchError
 from mixbench.integrations.collate import DomainCollator
 from mixbench.integrations.domains import DomainIndex
 from mixbench.integrations.errors import IntegrationError
 from mixbench.integrations.strategies import IntegrationProbe, check_served, resolve_strategy
 from mixbench.mixture import Mixture
+from mixbench.storage.digest import DIGEST_KEY, DamagedFile, check_digest, content_digest
 from mixbench.strategy import MixingStrategy, RunContext
 
-STATE_FORMAT = 2   # 2: the round driver's state, and the one sampler's
+STATE_FORMAT = 3   # 2: the round driver's state, and the one sampler's; 3: a content digest
+_STATE_KEYS = ("domains", "steps_per_round", "strategy", "step", "driver", "sampler", "rounds", "meter")
 # Memory the exact per-domain gradient sums may take before the accumulator sketches them
 # (mixbench.engine.accumulator): a GPT-2 head (50,257 × 768) takes 154 MiB per domain.
 DEFAULT_TAP_MEMORY_MIB = 1024.0
@@ -75,6 +77,23 @@ class RoundLog:
             if self.eval_losses is not None and np.isfinite(self.eval_losses[i]):
                 out[f"eval_loss/{name}"] = float(self.eval_losses[i])
         return out
+
+
+def check_state(state, source: str = "the saved mixing state") -> None:
+    """An IntegrationError naming `source` unless `state` is a whole DomainMixer.state_dict() of
+    this format: its content digest matches, and it has every part."""
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise IntegrationError(f"{source} is of format {found!r}, not {STATE_FORMAT}")
+    try:
+        check_digest(state, source)
+    except DamagedFile as exc:
+        raise IntegrationError(str(exc)) from None
+    except TypeError as exc:   # a value no state_dict() holds
+        raise IntegrationError(f"{source} is damaged ({exc})") from None
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise IntegrationError(f"{source} is damaged (it lacks {', '.join(missing)})")
 
 
 def output_layer(head, what: str = "the model's output layer") -> nn.Linear:
@@ -174,16 +193,27 @@ class DomainMixer:
     @contextmanager
     def batch(self, domain_ids):
         """Around the forward of one (micro-)batch: `domain_ids` (B,) is each example's domain."""
-        ids = torch.as_tensor(domain_ids, dtype=torch.long)
-        if ids.ndim != 1 or (ids.numel() and (ids.min() < 0 or ids.max() >= self.index.size)):
-            raise IntegrationError(f"domain ids must be a (B,) tensor of values in [0, {self.index.size})")
-        with self.driver.batch(ids):
+        with self.driver.batch(self._checked(domain_ids)):
             yield
 
     def record_losses(self, domain_ids, loss_sums, weights=None) -> None:
         """Per-example summed losses (B,) and what each counts for (its scored tokens; default 1),
         for the per-domain train losses (logged, and read by strategies that ask for them)."""
-        self.driver.record_losses(domain_ids, loss_sums, weights)
+        self.driver.record_losses(self._checked(domain_ids), loss_sums, weights)
+
+    def _checked(self, domain_ids) -> torch.Tensor:
+        """`domain_ids` as a (B,) long tensor where they were, or an IntegrationError naming the first
+        that is no domain: a float id would be truncated (0.7 to domain 0), a string would fail
+        deep inside torch."""
+        if getattr(domain_ids, "ndim", 1) != 1:
+            raise IntegrationError(f"domain ids must be a (B,) tensor of values in [0, {self.index.size}), got shape "
+                                   f"{tuple(domain_ids.shape)}")
+        try:
+            checked = domain_id_array(domain_ids, self.index.size)
+        except SamplerError as exc:
+            raise IntegrationError(str(exc)) from None
+        device = domain_ids.device if isinstance(domain_ids, torch.Tensor) else None
+        return torch.as_tensor(checked, device=device)
 
     def step_end(self, loss: float | None = None) -> RoundLog | None:
         """After each optimiser step (`loss`: the step's, for a strategy with a per-step hook; by
@@ -223,10 +253,10 @@ class DomainMixer:
         """Everything a resumed run needs to go on as this one would: the round driver's state (the
         strategy's, the mixture, the round in progress), the sampler before the next step, and the
         rounds so far. Tensors and plain data only (`torch.load(..., weights_only=True)` reads it).
-        Collective under DDP: the round's sums are gathered on rank 0 (the other ranks go on from
-        zero, which sums the same)."""
-        self.driver.pool_round()
-        return {
+        Collective under DDP: every rank's share of the round's sums is copied to rank 0, whose
+        state holds them all; each rank takes up its own on load."""
+        self.driver.gather_round()
+        state = {
             "format": STATE_FORMAT, "domains": list(self.domains), "steps_per_round": self.steps_per_round,
             "strategy": type(self.strategy).__name__, "step": self.step,
             "driver": self.driver.state_dict(),
@@ -236,19 +266,23 @@ class DomainMixer:
             "meter": [[category, label, self.meter.flops[(category, label)], self.meter.seconds[(category, label)]]
                       for category, label in sorted(set(self.meter.flops) | set(self.meter.seconds))],
         }
+        state[DIGEST_KEY] = content_digest(state)   # checked on load: a damaged state is refused, not resumed
+        return state
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != STATE_FORMAT:
-            raise IntegrationError(f"the mixing state is of format {state.get('format')!r}, not {STATE_FORMAT}")
+    def load_state_dict(self, state: dict, source: str = "the saved mixing state") -> None:
+        """Continue from a `state_dict()` (`source` names where it came from in an error). One that
+        is damaged (its content digest does not match), of another format or of another run is
+        an IntegrationError saying which."""
+        check_state(state, source)
         for key, mine in (("domains", list(self.domains)), ("steps_per_round", self.steps_per_round),
                           ("strategy", type(self.strategy).__name__)):
             if state[key] != mine:
-                raise IntegrationError(f"the saved mixing state has {key} {state[key]!r}, this run has {mine!r}")
-        try:   # one copy of the round's sums: rank 0's (the others start the rest of the round from zero)
-            self.driver.load_state_dict(state["driver"], holds_round=self.rank == 0)
+                raise IntegrationError(f"{source} has {key} {state[key]!r}, this run has {mine!r}")
+        try:   # each process takes up its own share of the round (saved by as many processes)
+            self.driver.load_state_dict(state["driver"], rank=self.rank, world_size=self.world_size)
+            self.sampler.load_state_dict(decode(state["sampler"]))
         except MixbenchError as exc:
-            raise IntegrationError(f"the saved mixing state does not fit this run: {exc}") from None
-        self.sampler.load_state_dict(decode(state["sampler"]))
+            raise IntegrationError(f"{source} does not fit this run: {exc}") from None
         self.step = int(state["step"])
         self.rounds = [RoundLog(**decode(r)) for r in state["rounds"]]
         for category, label, flops, seconds in state["meter"]:

@@ -1,28 +1,43 @@
-"""k-means over a range of k, scored by silhouette (and inertia, for the elbow).
+"""k-means over a range of k, measured by every k rule, at any size.
 
 Train is clustered first; evaluation examples are then assigned to the nearest *training*
 centroid — never clustered on their own, so every eval cluster has training data.
+
+Sized for a million points within a few GB: the points may be a memory-mapped file; k-means
+above MINIBATCH_ABOVE points is scikit-learn's MiniBatchKMeans, which reads mini-batches of them;
+every pass over all points (cluster sizes, inertia, assignment) goes in chunks of CHUNK rows; and
+k-means is fitted on at most FIT_SAMPLE of them; the rules measure a declared, seeded sample of
+SCORE_SAMPLE points (silhouette is O(s²)).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from mixbench.k_rule import Clustered, KRule
+
+log = logging.getLogger(__name__)
+
 # Above this many points MiniBatchKMeans replaces KMeans: full Lloyd passes over 20k × 384 points
 # for 60 values of k take minutes, mini-batches take seconds at a small loss of inertia.
 MINIBATCH_ABOVE = 10_000
-SILHOUETTE_SAMPLE = 5_000  # silhouette is O(n²): score a seeded subsample past this size
+SCORE_SAMPLE = 5_000   # the rules measure this many points (all of them when there are fewer)
+# k-means is fitted on at most this many points (a seeded sample; every point is still assigned).
+# MiniBatchKMeans' early stopping smooths its inertia over a window that widens with n, so its steps
+# grow with n: at 1M points 1,101 steps and 14 s per fit at k = 16, at 200k a few hundred.
+FIT_SAMPLE = 200_000
+CHUNK = 32_768         # rows per chunk of a pass over all points: 48 MiB of 384-d float32
 
 
 @dataclass(frozen=True)
 class KFit:
     k: int
-    silhouette: float
-    inertia: float
-    labels: np.ndarray      # (n,) cluster of each training point
+    row: dict               # {"k", "inertia", "smallest", every rule's measures}
     centroids: np.ndarray   # (k, d)
 
 
@@ -47,42 +62,112 @@ def parse_k(spec: str) -> list[int]:
     return ks
 
 
-def fit_k(x: np.ndarray, k: int, seed: int) -> KFit:
+def fit_centroids(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(k, d) k-means centroids of the rows of x (an array or a memory map), on one thread: k-means'
+    steps are small and many, and threads meeting at each one lose more than they gain (2 cores
+    under load 8: KMeans on 8k × 384 at k = 32 in 0.75 s alone, 10.3 s on two threads;
+    MiniBatchKMeans on 50k in 0.75 s against 3.2 s)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
-    from sklearn.metrics import silhouette_score
+    from threadpoolctl import threadpool_limits
 
     if x.shape[0] > MINIBATCH_ABOVE:
-        model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048)
+        # compute_labels=False: the labels of every point come from one chunked pass per k below.
+        model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=2048, compute_labels=False)
     else:
         model = KMeans(n_clusters=k, random_state=seed, n_init=3)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):
         # Duplicate points can leave fewer distinct points than k; k-means still returns k
-        # centroids and the silhouette below reflects the degenerate clustering.
+        # centroids and the measures below reflect the degenerate clustering.
         warnings.simplefilter("ignore", category=UserWarning)
-        labels = model.fit_predict(x)
-    distinct = np.unique(labels).size
-    if distinct < 2:
-        silhouette = -1.0
-    else:
-        sample = min(SILHOUETTE_SAMPLE, x.shape[0])
-        silhouette = float(silhouette_score(x, labels, sample_size=sample if sample < x.shape[0] else None,
-                                            random_state=seed))
-    return KFit(k=k, silhouette=silhouette, inertia=float(model.inertia_), labels=labels.astype(np.int64),
-                centroids=model.cluster_centers_.astype(np.float32))
+        model.fit(x)
+    return model.cluster_centers_.astype(np.float32)
 
 
-def sweep(x: np.ndarray, ks: list[int], seed: int, progress: bool = False) -> list[KFit]:
+def assign_nearest(x: np.ndarray, centroids: np.ndarray, progress: bool = False, desc: str = "assigning") \
+        -> np.ndarray:
+    """Index of the nearest centroid (Euclidean) for each row of x, in chunks."""
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    for start, _, nearest in _chunked_nearest(x, centroids, progress, desc):
+        labels[start:start + nearest.size] = nearest
+    return labels
+
+
+def sizes_and_inertia(x: np.ndarray, centroids: np.ndarray, weights: np.ndarray | None = None) \
+        -> tuple[np.ndarray, float]:
+    """(points per centroid, sum of squared distances to the nearest centroid), in one chunked
+    pass; each row counted `weights[i]` times when given (a collapsed near-duplicate group)."""
+    sizes = np.zeros(centroids.shape[0], dtype=np.float64)
+    inertia = 0.0
+    for start, squared, nearest in _chunked_nearest(x, centroids):
+        w = None if weights is None else weights[start:start + nearest.size]
+        sizes += np.bincount(nearest, weights=w, minlength=centroids.shape[0])
+        inertia += float(squared.sum() if w is None else (squared * w).sum())
+    return sizes, inertia
+
+
+def _chunked_nearest(x, centroids, progress=False, desc=""):
+    """(start, squared distance to the nearest centroid, its index) for each chunk of rows of x."""
     from tqdm.auto import tqdm
 
-    return [fit_k(x, k, seed) for k in tqdm(ks, desc="k-means sweep", disable=not progress, leave=False)]
+    c = np.asarray(centroids, dtype=np.float32)
+    c_norms = (c ** 2).sum(1)
+    for start in tqdm(range(0, x.shape[0], CHUNK), desc=desc, disable=not progress, leave=False):
+        chunk = np.asarray(x[start:start + CHUNK], dtype=np.float32)
+        # ||x - c||² = ||x||² - 2 x·c + ||c||²: one matrix product per chunk.
+        scores = chunk @ c.T * -2.0 + c_norms[None, :]
+        nearest = scores.argmin(1)
+        squared = np.maximum(scores[np.arange(nearest.size), nearest] + (chunk ** 2).sum(1), 0.0)
+        yield start, squared, nearest.astype(np.int64)
 
 
-def best_by_silhouette(fits: list[KFit]) -> KFit:
-    return max(fits, key=lambda f: (f.silhouette, -f.k))
+def scoring_sample(n: int, seed: int, size: int = SCORE_SAMPLE) -> np.ndarray:
+    """The rows the rules measure: all n in a seeded random order, or a seeded random `size` of them."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(n) if n <= size else rng.choice(n, size=size, replace=False)
 
 
-def assign_nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid (Euclidean) for each row of x."""
-    # ||x - c||² = ||x||² - 2 x·c + ||c||²; the ||x||² term does not change the argmin.
-    scores = x @ centroids.T * -2.0 + (centroids ** 2).sum(1)[None, :]
-    return scores.argmin(1).astype(np.int64)
+def sweep(x: np.ndarray, ks: list[int], seed: int, rules: dict[str, KRule], *, fit_rows: np.ndarray | None = None,
+          weights: np.ndarray | None = None, progress: bool = False) -> list[KFit]:
+    """k-means for each k (on the rows `fit_rows` of x, or all), then, per k: the size of each
+    cluster and the inertia over all rows (each weighted), and every rule's measures on the
+    scoring sample. A rule whose measure raises is left out of the record, with a warning."""
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    sample = np.asarray(x[scoring_sample(x.shape[0], seed)], dtype=np.float32)   # in a random order
+    fit_on = x if fit_rows is None else np.asarray(x[np.sort(fit_rows)])
+    measures = _distinct_measures(rules)
+    fits = []
+    for k in tqdm(ks, desc="k-means sweep", disable=not progress, leave=False):
+        centroids = fit_centroids(fit_on, k, seed)
+        sizes, inertia = sizes_and_inertia(x, centroids, weights)
+        used = sizes[sizes > 0]
+        row = {"k": k, "inertia": inertia, "smallest": float(used.min()), "clusters": int(used.size)}
+        view = Clustered(k=k, points=sample, labels=assign_nearest(sample, centroids), centroids=centroids, seed=seed)
+        with threadpool_limits(1):   # the measures are small too (silhouette on 5k points: 0.45 s alone, 1.1 s on two)
+            for name, measure in measures.items():
+                row.update(_measured(name, measure, view))
+        fits.append(KFit(k=k, row=row, centroids=centroids))
+    return fits
+
+
+def _distinct_measures(rules: dict[str, KRule]) -> dict[str, Callable[[Clustered], dict]]:
+    """One measure per distinct measuring method: a rule that inherits its measure (first-peak
+    reads silhouette's) costs nothing more."""
+    seen, out = set(), {}
+    for name, rule in rules.items():
+        method = type(rule).measure
+        if method not in seen:
+            seen.add(method)
+            out[name] = rule.measure
+    return out
+
+
+def _measured(name: str, measure, view: Clustered) -> dict:
+    try:
+        values = measure(view)
+        return {key: (None if value is None else float(value)) for key, value in values.items()}
+    except Exception as exc:  # noqa: BLE001 - plugin code: one broken rule must not stop the sweep
+        log.warning("k rule %r could not measure k=%d (%s: %s); its values are left out", name, view.k,
+                    type(exc).__name__, exc)
+        return {}

@@ -116,6 +116,13 @@ CASES = {
     "arxiv_books_stackexchange script": (3, 240, 80, {"eta": 0.1, "ema": 0.5, "one_hot_factor": 0.5,
                                                       "lp_rounds": 4, "lp_steps": 6}),
     "diagonal, unnormalised": (5, 90, 15, {"diagonal": True, "normalize_a": False, "eta": 3.0}),
+    # Several sweeps with A unnormalised: the only cases where the average over sweeps (trainer:164)
+    # shows. Normalising A divides out any common scale, so with normalize_a every case above would
+    # pass with that division deleted; these fail.
+    "3 sweeps, unnormalised, EMA": (3, 120, 30, {"lp_rounds": 3, "lp_steps": 2, "normalize_a": False,
+                                                 "eta": 2.0}),
+    "2 sweeps, unnormalised, no EMA, f=1": (3, 90, 30, {"lp_rounds": 2, "lp_steps": 2, "normalize_a": False,
+                                                        "use_ema": False, "one_hot_factor": 1.0, "eta": 2.0}),
     "champ budget": (6, 400, 40, {}),
 }
 

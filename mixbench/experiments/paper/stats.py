@@ -1,32 +1,27 @@
-"""The numbers of the paper report: each row against the task's stratified baseline, the verdict
-on each of the paper's claims, and the seeds a paired test would need to see the paper's effect.
+"""The numbers of the paper report's rows: each row against the task's stratified baseline, paired
+over the seeds both finished, and the seeds a paired test would need to see the paper's effect.
 
-A row's mean, std, overhead and paired test come from compare's own table (`summarize`), fed only
-the row's runs and the baseline's, renamed, so that every row is paired with the protocol's
-baseline whatever domains either trained on (summarize pairs a regrouped row with stratified on
-regrouped domains when that exists; the paper compares with stratified on the original ones).
-
-Verdicts use two-sided paired t-tests over the seeds both rows finished (α = protocol.ALPHA):
-reproduced when the paper's direction is significant, not reproduced when the opposite direction
-is (or, for the overhead claim, when the overhead bound fails), otherwise not significant at these
-seeds — which includes every comparison with fewer than two paired seeds.
+A row's mean, std and overhead come from compare's own table (`summarize`), fed only the row's
+runs and the baseline's, renamed, so that every row is paired with the protocol's baseline
+whatever domains either trained on (summarize pairs a regrouped row with stratified on regrouped
+domains when that exists; the paper compares with stratified on the original ones). The paired
+differences carry their t-test, exact sign-flip test and bootstrap interval (significance.py);
+the verdicts on the paper's claims are verdicts.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from mixbench.experiments.paper import protocol
-from mixbench.experiments.paper.protocol import ADAPTIVE_BASELINES, ALPHA, FIG2, IMAGE, POWER, TABLE1, PaperFigure
+from mixbench.experiments.paper import protocol, significance
+from mixbench.experiments.paper.protocol import ALPHA, FIG2, POWER, PaperFigure
 from mixbench.experiments.results import RunResult
 from mixbench.experiments.summary import BASELINE, summarize
 
-REPRODUCED, NOT_REPRODUCED, NOT_SIGNIFICANT = "reproduced", "not reproduced", "not significant at these seeds"
-NOT_MEASURED = "not measured"
 RETRIEVAL = "retrieval_top1"   # the image-text metric beside the loss (higher is better)
 
 
@@ -35,7 +30,9 @@ class Paired:
     """row − baseline over the seeds both finished."""
 
     diffs: np.ndarray
-    base_mean: float          # the baseline's mean over those seeds
+    base_mean: float                           # the baseline's mean over those seeds
+    base: np.ndarray = field(default_factory=lambda: np.empty(0))   # the baseline's value at each of them
+    seeds: tuple[int, ...] = ()
 
     @property
     def n(self) -> int:
@@ -56,13 +53,17 @@ class Paired:
     @property
     def p(self) -> float:
         """Two-sided paired t-test p-value (NaN below two seeds; 1 when every difference is 0)."""
-        if self.n < 2:
-            return math.nan
-        if np.all(self.diffs == self.diffs[0]):
-            return 1.0 if self.diffs[0] == 0 else 0.0   # no spread: the difference is exact
-        from scipy import stats
+        return significance.paired_t_p(self.diffs)
 
-        return float(stats.ttest_1samp(self.diffs, 0.0).pvalue)
+    @property
+    def sign_flip_p(self) -> float:
+        """Exact two-sided sign-flip test of the same differences (NaN below two seeds)."""
+        return significance.sign_flip_p(self.diffs)
+
+    def relative_interval(self) -> tuple[float, float]:
+        """Bootstrap 95 % interval of the relative change (seeds resampled in pairs)."""
+        return significance.bootstrap_interval(self.diffs, self.base, resamples=protocol.BOOTSTRAP_RESAMPLES,
+                                               seed=protocol.BOOTSTRAP_SEED)
 
     def interval(self, level: float = 0.95) -> tuple[float, float]:
         """t confidence interval of the mean difference (NaN below two seeds)."""
@@ -76,9 +77,12 @@ class Paired:
 
 def paired(rows: list[RunResult], base: list[RunResult], value=lambda r: r.final_loss) -> Paired:
     by_seed = {r.seed: value(r) for r in base if r.finished and math.isfinite(value(r))}
-    pairs = [(value(r), by_seed[r.seed]) for r in rows if r.finished and r.seed in by_seed and math.isfinite(value(r))]
-    diffs = np.array([a - b for a, b in pairs], dtype=float)
-    return Paired(diffs, float(np.mean([b for _, b in pairs])) if pairs else math.nan)
+    pairs = sorted((r.seed, value(r), by_seed[r.seed]) for r in rows
+                   if r.finished and r.seed in by_seed and math.isfinite(value(r)))
+    diffs = np.array([a - b for _, a, b in pairs], dtype=float)
+    base_values = np.array([b for _, _, b in pairs], dtype=float)
+    return Paired(diffs, float(base_values.mean()) if pairs else math.nan, base_values,
+                  tuple(seed for seed, _, _ in pairs))
 
 
 def retrieval(r: RunResult) -> float:
@@ -91,10 +95,11 @@ class RowStats:
     summary: dict             # compare's summary row (final_loss_mean, _std, overhead_*_pct, paired_t_p, ...)
     loss: Paired              # final eval loss (by original domains), row − baseline
     metric: Paired | None     # image-text: retrieval top-1, row − baseline
-    k: int | None             # the number of domains it trained on (regrouped: Regroup's k)
-    silhouette: float | None
+    k: int | None             # the number of domains it trained on (regrouped: Regroup's k, first seed's)
+    silhouette: float | None  # mean over its seeds (each seed its own clustering)
     k_swept: list[int] | None
     paper: PaperFigure | None
+    ks: tuple[int, ...] = ()  # k at each finished seed (regrouped by silhouette: it may differ)
 
     @property
     def seeds(self) -> int:
@@ -129,12 +134,14 @@ def row_stats(runs: dict[str, list[RunResult]], rows: list[protocol.Row], baseli
         done = [r for r in own if r.finished]
         first = done[0] if done else None
         metric = paired(own, base, retrieval) if any(math.isfinite(retrieval(r)) for r in done) else None
+        silhouettes = [r.domains.silhouette for r in done if r.domains.silhouette is not None]
         out[row.key] = RowStats(
             key=row.key, summary=summary, loss=paired(own, base), metric=metric,
             k=(first.domains.k or first.task.num_domains) if first else None,
-            silhouette=first.domains.silhouette if first else None,
+            silhouette=float(np.mean(silhouettes)) if silhouettes else None,
             k_swept=first.domains.k_swept if first else None,
-            paper=protocol.paper_figure(dataset, row.key, first.domains.k if first else None))
+            paper=protocol.paper_figure(dataset, row.key, first.domains.k if first else None),
+            ks=tuple(r.domains.k or r.task.num_domains for r in done))
     return out
 
 
@@ -162,89 +169,16 @@ def seeds_needed(effect: float, sd: float, alpha: float = ALPHA, power: float = 
     return limit + 1
 
 
-# -- the claims -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Verdict:
-    claim: str          # protocol.Claim key
-    task: str
-    outcome: str        # REPRODUCED | NOT_REPRODUCED | NOT_SIGNIFICANT | NOT_MEASURED
-    measured: str       # one line: what was measured here
-
-
-def _direction(diff: float, p: float, expected_negative: bool = True) -> str:
-    """The outcome of a test whose expected sign is negative (a lower loss) unless said otherwise."""
-    if not (math.isfinite(diff) and math.isfinite(p)) or p >= ALPHA or diff == 0:
-        return NOT_SIGNIFICANT
-    return REPRODUCED if (diff < 0) == expected_negative else NOT_REPRODUCED
-
-
-def _fmt_p(p: float) -> str:
-    return "p = —" if not math.isfinite(p) else f"p = {p:.3g}"
-
-
-def _fmt_diff(paired_: Paired) -> str:
-    return (f"{paired_.mean:+.4f} ({100 * paired_.relative:+.2f} %), {_fmt_p(paired_.p)}, {paired_.n} paired seeds"
-            if paired_.n else "no paired seeds")
-
-
-def verdict_regroup(task: str, stats: dict[str, RowStats], ood: bool, modality: str) -> Verdict:
-    row = stats.get("stratified-regroup")
-    if modality != "text" or ood or row is None or "stratified" not in stats:
-        why = ("eval domains are unseen in training, so nothing trains on the original ones" if ood
-               else "the paper has no original domains for its image-text data")
-        return Verdict("regroup", task, NOT_MEASURED, f"not possible here: {why}")
-    if not row.loss.n:
-        return Verdict("regroup", task, NOT_MEASURED, "no finished paired seeds")
-    k = f" (k = {row.k})" if row.k else ""
-    return Verdict("regroup", task, _direction(row.loss.mean, row.loss.p),
-                   f"stratified on regrouped domains{k} − on original ones: {_fmt_diff(row.loss)}")
-
-
-def verdict_rnb_best(task: str, stats: dict[str, RowStats], runs: dict[str, list[RunResult]],
-                     baseline: str) -> Verdict:
-    rnb = stats.get("rnb")
-    candidates = [k for k in (baseline, *ADAPTIVE_BASELINES) if k in stats and stats[k].seeds]
-    if rnb is None or not rnb.seeds or not candidates:
-        return Verdict("rnb_best", task, NOT_MEASURED, "R&B or the baselines have no finished seeds")
-    best = min(candidates, key=lambda k: stats[k].summary["final_loss_mean"])
-    versus = paired(runs["rnb"], runs[best])
-    overheads = {k: stats[k].summary.get("overhead_flops_pct", math.nan) for k in ADAPTIVE_BASELINES
-                 if k in stats and stats[k].seeds}
-    rnb_overhead = rnb.summary.get("overhead_flops_pct", math.nan)
-    cheapest = min(overheads.values(), default=math.nan)
-    ratio = rnb_overhead / cheapest if cheapest and math.isfinite(cheapest) else math.nan
-    overhead_ok = math.isfinite(ratio) and ratio <= 0.01
-    line = (f"R&B − best baseline ({best}): {_fmt_diff(versus)}; R&B overhead {rnb_overhead:.3g} % of training "
-            f"FLOPs, {ratio:.2g}× the cheapest adaptive baseline's ({cheapest:.3g} %)"
-            if math.isfinite(ratio) else
-            f"R&B − best baseline ({best}): {_fmt_diff(versus)}; no adaptive baseline finished to compare overheads")
-    outcome = _direction(versus.mean, versus.p)
-    if math.isfinite(ratio) and not overhead_ok:
-        outcome = NOT_REPRODUCED
-    elif not math.isfinite(ratio) and outcome == REPRODUCED:
-        outcome = NOT_SIGNIFICANT   # half the claim unmeasured
-    return Verdict("rnb_best", task, outcome, line)
-
-
-SILHOUETTE_CHOICE = "stratified-regroup"   # stratified at the k Regroup chose: one more point of the sweep
-
-
 def sweep(stats: dict[str, RowStats], rows: list[protocol.Row]) -> list[RowStats]:
-    """The Fig. 2 rows with finished seeds, by k, and stratified at Regroup's own choice of k when
-    that is another k (on text tasks, where the sweep is run)."""
-    points = [stats[r.key] for r in rows if r.section == FIG2 and stats[r.key].seeds]
-    chosen = stats.get(SILHOUETTE_CHOICE)
-    if points and chosen is not None and chosen.seeds and chosen.k not in {p.k for p in points}:
-        points.append(chosen)
-    return sorted(points, key=lambda s: s.k)
+    """The Fig. 2 rows with finished seeds, by k: stratified at each registered fixed k. (Regroup's
+    own choice of k is no point of the sweep: each seed chooses its own.)"""
+    return sorted((stats[r.key] for r in rows if r.section == FIG2 and stats[r.key].seeds), key=lambda s: s.k)
 
 
 def sweep_runs(runs: dict[str, list[RunResult]], rows: list[protocol.Row]) -> dict[str, list[RunResult]]:
-    """`runs` with the sweep's rows (its k values and stratified at Regroup's k) cut to the seeds
-    every one of them finished: k values are compared on the same seeds, also when some rows were
-    given more seeds than others (`paper --rows`). The other rows are left as they are."""
-    keys = [r.key for r in rows if r.section == FIG2] + [SILHOUETTE_CHOICE]
+    """`runs` with the sweep's rows cut to the seeds every one of them finished: k values are
+    compared on the same seeds. The other rows are left as they are."""
+    keys = [r.key for r in rows if r.section == FIG2]
     present = [k for k in keys if any(r.finished for r in runs.get(k, []))]
     if not present:
         return runs
@@ -258,96 +192,5 @@ def sweep_on_common_seeds(runs: dict[str, list[RunResult]], rows: list[protocol.
     """The sweep's points (as `sweep`) computed on the seeds they all finished, and those runs."""
     swept = sweep_runs(runs, rows)
     # Only the sweep's rows (and the baseline they are compared with) need their stats again.
-    needed = [r for r in rows if r.section == FIG2 or r.key in (SILHOUETTE_CHOICE, baseline)]
+    needed = [r for r in rows if r.section == FIG2 or r.key == baseline]
     return sweep(row_stats(swept, needed, baseline, None), needed), swept
-
-
-def verdict_u_shape(task: str, points: list[RowStats], runs: dict[str, list[RunResult]]) -> Verdict:
-    if len(points) < 3:
-        return Verdict("u_shape", task, NOT_MEASURED, f"{len(points)} k values finished; a U needs 3")
-    means = [p.summary["final_loss_mean"] for p in points]
-    best = int(np.argmin(means))
-    best_k = points[best].k
-    if 0 < best < len(points) - 1:
-        ends = [paired(runs[points[i].key], runs[points[best].key]) for i in (0, len(points) - 1)]
-        higher = all(e.n >= 2 and e.mean > 0 and e.p < ALPHA for e in ends)
-        line = (f"lowest loss at k = {best_k} (inside {points[0].k}–{points[-1].k}); k = {points[0].k} − k = {best_k}: "
-                f"{_fmt_diff(ends[0])}; k = {points[-1].k} − k = {best_k}: {_fmt_diff(ends[1])}")
-        return Verdict("u_shape", task, REPRODUCED if higher else NOT_SIGNIFICANT, line)
-    # The lowest loss is at an end of the sweep: monotone, unless the best inside k is as good.
-    inner = min(range(1, len(points) - 1), key=lambda i: means[i])
-    gap = paired(runs[points[best].key], runs[points[inner].key])
-    line = (f"lowest loss at the end of the sweep, k = {best_k}; k = {best_k} − best inner k = {points[inner].k}: "
-            f"{_fmt_diff(gap)}")
-    return Verdict("u_shape", task, NOT_REPRODUCED if gap.n >= 2 and gap.mean < 0 and gap.p < ALPHA
-                   else NOT_SIGNIFICANT, line)
-
-
-@dataclass(frozen=True)
-class Correlation:
-    r: float
-    p: float
-    n: int
-
-    @property
-    def r2(self) -> float:
-        return self.r ** 2
-
-
-def silhouette_correlation(points: list[RowStats]) -> Correlation | None:
-    """Pearson r between each k's silhouette and its mean final loss (None below 3 points)."""
-    usable = [p for p in points if p.silhouette is not None and math.isfinite(p.silhouette)]
-    if len(usable) < 3:
-        return None
-    from scipy import stats
-
-    x = np.array([p.silhouette for p in usable])
-    y = np.array([p.summary["final_loss_mean"] for p in usable])
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Correlation(math.nan, math.nan, len(usable))
-    result = stats.pearsonr(x, y)
-    return Correlation(float(result.statistic), float(result.pvalue), len(usable))
-
-
-def verdict_silhouette(task: str, points: list[RowStats]) -> Verdict:
-    corr = silhouette_correlation(points)
-    if corr is None:
-        return Verdict("silhouette", task, NOT_MEASURED, "fewer than 3 k values with a silhouette finished")
-    line = (f"Pearson r(silhouette, final loss) = {corr.r:+.3f} (R² = {corr.r2:.3f}), {_fmt_p(corr.p)}, "
-            f"over {corr.n} k values (expected: negative, better-separated clusters train better)")
-    return Verdict("silhouette", task, _direction(corr.r, corr.p), line)
-
-
-def verdict_image(task: str, stats: dict[str, RowStats], modality: str) -> Verdict:
-    rnb = stats.get("rnb")
-    if modality != "image-text":
-        return Verdict("image", task, NOT_MEASURED, "a text task")
-    if rnb is None or not rnb.loss.n:
-        return Verdict("image", task, NOT_MEASURED, "no finished paired seeds")
-    if rnb.metric is not None and rnb.metric.n:
-        return Verdict("image", task, _direction(rnb.metric.mean, rnb.metric.p, expected_negative=False),
-                       f"R&B − stratified (regrouped, k = {rnb.k}) retrieval top-1: {_fmt_diff(rnb.metric)}; "
-                       f"eval loss: {_fmt_diff(rnb.loss)}")
-    return Verdict("image", task, _direction(rnb.loss.mean, rnb.loss.p),
-                   f"R&B − stratified eval loss (no retrieval metric recorded): {_fmt_diff(rnb.loss)}")
-
-
-def verdicts(task: str, stats: dict[str, RowStats], runs: dict[str, list[RunResult]], rows: list[protocol.Row],
-             baseline: str, ood: bool, modality: str) -> list[Verdict]:
-    """One verdict per claim that applies to the task (the image claim on image-text tasks, the
-    others on text tasks)."""
-    if modality == "image-text":
-        return [verdict_image(task, stats, modality)]
-    points, swept = sweep_on_common_seeds(runs, rows, baseline)
-    return [verdict_regroup(task, stats, ood, modality), verdict_rnb_best(task, stats, runs, baseline),
-            verdict_u_shape(task, points, swept), verdict_silhouette(task, points)]
-
-
-def estimator_comparison(stats: dict[str, RowStats], runs: dict[str, list[RunResult]]) -> str | None:
-    """Issue 13's extension: R&B with the unbiased Gram against the paper's estimator, same seeds."""
-    if not runs.get("rnb-unbiased") or not runs.get("rnb"):
-        return None
-    return f"R&B unbiased Gram − paper Gram: {_fmt_diff(paired(runs['rnb-unbiased'], runs['rnb']))}"
-
-
-SECTION_ROWS = (TABLE1, IMAGE)   # the sections whose rows are plotted against stratified
