@@ -12,7 +12,7 @@ argmax vertex of Gq. It is the closed-form maximiser over the simplex of
 η qᵀG p − λ⁻¹ ||ηGq|| Σ p_i log p_i (paper App. B.1).
 
 Balance only ever reads G q, never G itself. With M the m × D matrix of mean gradients, G = M Mᵀ
-and G q = M (Mᵀ q): two matrix-vector products, 4·m·D FLOPs, instead of the Gram's 2·m²·D (15×
+and G q = M (Mᵀ q): two matrix-vector products, 4·m·D FLOPs, instead of the Gram's 2·m²·D (m/2 = 31×
 less at m = 62). That is what the update computes (`balance_scores`); the same mixture up to
 float rounding. The full Gram is built only for the report's heatmap: at the last update (or at
 every update with `gram_every_round`), metered as reporting, not as the method's overhead.

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixbench.embedder import Embedder
+from mixbench.embedder import Embedder, report_progress, stage_listening
 from mixbench.errors import MixbenchError
 
 # The tokenizer reads a whole text before the model keeps its first `max_tokens` pieces: a 100 MB
@@ -45,6 +45,7 @@ CHARS_PER_PIECE = 100
 # is sentence-transformers, as the first versions ran it (any device; its vectors and cache
 # entries are unchanged); "onnx-int8" is the CPU default (minilm_onnx.py).
 BACKENDS = {"torch": ("", "_encode_torch"), "onnx-int8": ("-onnx-int8", "_encode_onnx")}
+WINDOW_BLOCK = 256   # distinct windows per step of the onnx backend: its progress moves by this many
 
 
 @dataclass(kw_only=True, eq=False)
@@ -86,7 +87,10 @@ class MiniLM(Embedder):
 
     # -- the backends: window texts in, (n, 384) unit vectors out -----------------------------------
     def _encode_torch(self, windows: list[str], progress: bool) -> np.ndarray:
-        return self._model().encode(windows, batch_size=self.batch_size, show_progress_bar=progress,
+        # sentence-transformers' own bar is unlabelled ("Batches"): shown only when called directly
+        # with progress=True, never under Regroup's stage bar.
+        return self._model().encode(windows, batch_size=self.batch_size,
+                                    show_progress_bar=progress and not stage_listening(),
                                     normalize_embeddings=True, convert_to_numpy=True)
 
     def _encode_onnx(self, windows: list[str], progress: bool) -> np.ndarray:
@@ -110,10 +114,15 @@ class MiniLM(Embedder):
         distinct: dict[tuple[int, ...], int] = {}
         rows = np.array([distinct.setdefault(tuple(i), len(distinct)) for i in ids], dtype=np.int64)
         order = list(distinct)
-        vectors = np.concatenate([minilm_onnx.embed_windows(self.session_, order[start:start + 256])
-                                  for start in tqdm(range(0, len(order), 256), desc="minilm windows",
-                                                    unit_scale=256, disable=not progress, leave=False)]
-                                 or [minilm_onnx.embed_windows(self.session_, [])])
+        blocks = []
+        # Called by Regroup, the stage's one bar shows this call's progress; called directly with
+        # progress=True, a bar of its own does.
+        starts = range(0, len(order), WINDOW_BLOCK)
+        for start in tqdm(starts, desc="minilm: embedding windows", unit="window", unit_scale=WINDOW_BLOCK,
+                          disable=not progress or stage_listening(), leave=False):
+            blocks.append(minilm_onnx.embed_windows(self.session_, order[start:start + WINDOW_BLOCK]))
+            report_progress((start + WINDOW_BLOCK) / len(order))
+        vectors = np.concatenate(blocks or [minilm_onnx.embed_windows(self.session_, [])])
         return vectors[rows]
 
     def _model(self):
@@ -193,7 +202,9 @@ def spread(last: int, n: int) -> list[int]:
 
 @dataclass(kw_only=True, eq=False)
 class MiniLMHead(MiniLM):
-    """`--embedder minilm-head`: minilm's fast mode, the first max_tokens word pieces of each
-    example only (about 4× faster than the default's four windows; see the module's docstring)."""
+    """minilm's fast mode: only the first max_tokens word pieces of each example are embedded.
+
+    About 4× faster than the default's four windows (`--embedder minilm-head`; see the module's
+    docstring for what it misses on long examples)."""
 
     chunks: int = 1

@@ -1,17 +1,18 @@
 """Train a small GPT-2 with transformers.Trainer while R&B balances the mix of domains.
 
-    pip install 'mixbench[hf]'
-    python examples/hf_trainer_rnb.py                    # about a minute on 2 CPU cores
-    python examples/hf_trainer_rnb.py --regroup          # Regroup the texts first: the full R&B
-    torchrun --nproc-per-node 2 examples/hf_trainer_rnb.py --ddp-backend gloo   # two processes
-    python examples/hf_trainer_rnb.py --task examples/data/champ_sources.jsonl --text-field text --domain-field source
+    .venv/bin/pip install -e '.[hf]'
+    .venv/bin/python examples/hf_trainer_rnb.py                    # about a minute on 2 CPU cores
+    .venv/bin/python examples/hf_trainer_rnb.py --regroup          # Regroup the texts first: the full R&B
+    .venv/bin/torchrun --nproc-per-node 2 examples/hf_trainer_rnb.py --ddp-backend gloo   # two processes
+    .venv/bin/python examples/hf_trainer_rnb.py --task examples/data/champ_sources.jsonl \
+        --text-field text --domain-field source
 
 Everything is offline: the model is built from a config (random weights), text is read as bytes
 (no tokenizer file), and the data is a local JSONL file with a "text", a "domain" and a "split"
 per line (examples/data/champ_math.jsonl: competition-math problems and model solutions, 5
 categories). Your own data file takes the flags `mixbench run` takes for it (--task PATH
 --text-field ... or --prompt-field/--response-field, --domain-field, --split-field, --eval-file,
---eval-fraction; README "Your own data"); your own model needs only a linear output layer.
+--eval-fraction; docs/data.md); your own model needs only a linear output layer.
 """
 
 import argparse
@@ -19,8 +20,8 @@ import sys
 from pathlib import Path
 
 import datasets
-import numpy as np
 import torch
+import transformers
 from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainingArguments, set_seed
 
 from mixbench.data.datafile import DataFile, add_arguments, from_arguments
@@ -68,6 +69,8 @@ def main():
     parser.add_argument("--ddp-backend", default=None, help="gloo for torchrun on CPUs")
     args = parser.parse_args()
 
+    datasets.disable_progress_bars()   # its "Map" bars for a few hundred rows say nothing the table does not
+    transformers.utils.logging.disable_progress_bar()   # nor do the checkpoints' "Writing model shards" bars
     train, evaluation = load(from_arguments(args) if args.task else DataFile(DATA, text_field="text",
                                                                              domain_field="domain"))
     if args.regroup:   # Regroup: embed the texts, cluster, keep the best silhouette (cached after the first run)
@@ -82,6 +85,9 @@ def main():
     config = GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,
                         bos_token_id=EOS, eos_token_id=EOS)
     model = GPT2LMHeadModel(config)
+    # transformers finds a model's loss by its class name, and "GPT2LMHeadModel" names none: it warns
+    # "loss_type=None ... unrecognized" and uses the causal-LM loss. Naming that loss says the same, quietly.
+    model.loss_type = "ForCausalLM"
     mixing = MixingCallback("rnb", domain_column="domain", steps_per_round=args.steps_per_round,
                             eval_every_round=True, lam=3.0)
     training = TrainingArguments(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=args.batch_size,
@@ -100,16 +106,23 @@ def main():
 
 
 def show(trainer, domains):
-    """Every round's mixture and per-domain eval loss, from the Trainer's own log history."""
+    """Every round's mixture once (the one it sampled from: p_0 uniform, then each round end's
+    choice) and the per-domain eval loss at the end, from the Trainer's own log history."""
     rounds = [r for r in trainer.state.log_history if "mixing/round" in r]
     width = max(8, *map(len, domains))
     header = "  ".join(f"{d[:width]:>{width}}" for d in domains)
-    print(f"\n{'step':>5}  {header}   (mixture chosen at the round end)")
+    print(f"\n{'step':>5}  {header}   (mixture sampled in the round ending at this step)")
+    sampled = [1 / len(domains)] * len(domains)   # R&B starts uniform
     for r in rounds:
-        print(f"{r['step']:>5}  " + "  ".join(f"{r[f'mixture/{d}']:>{width}.3f}" for d in domains))
+        print(f"{r['step']:>5}  " + "  ".join(f"{p:>{width}.3f}" for p in sampled))
+        sampled = [r[f"mixture/{d}"] for d in domains]   # chosen at this round's end, for the next
     last = rounds[-1]
-    losses = np.array([last.get(f"eval_loss/{d}", np.nan) for d in domains])
-    print(f"{'eval':>5}  " + "  ".join(f"{x:>{width}.3f}" for x in losses) + "   (per-domain eval loss at the end)")
+    losses = [last.get(f"eval_loss/{d}") for d in domains]   # absent for a domain with no eval rows
+    print(f"{'eval':>5}  " + "  ".join(f"{x:>{width}.3f}" if x is not None else f"{'-':>{width}}" for x in losses)
+          + "   (per-domain eval loss at the end)")
+    unscored = [d for d, x in zip(domains, losses) if x is None]
+    if unscored:
+        print(f"{'':>5}  no eval loss for {', '.join(unscored)}: no eval rows in that domain (trained on, not scored)")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """R&B in your own PyTorch training loop: a few lines around loss.backward().
 
-    pip install 'mixbench[hf]'          # for GPT2LMHeadModel; mixbench's loop API itself needs only torch
-    python examples/torch_loop_rnb.py                                  # about half a minute on 2 CPU cores
-    python examples/torch_loop_rnb.py --gram-estimator unbiased        # the Gram's diagonal from two halves
-    torchrun --nproc-per-node 2 examples/torch_loop_rnb.py             # the same under DDP (gloo on CPUs)
-    python examples/torch_loop_rnb.py --task examples/data/champ_sources.jsonl --text-field text --domain-field source
+    .venv/bin/pip install -e '.[hf]'          # for GPT2LMHeadModel; mixbench's loop API itself needs only torch
+    .venv/bin/python examples/torch_loop_rnb.py                                  # about half a minute on 2 CPU cores
+    .venv/bin/python examples/torch_loop_rnb.py --gram-estimator unbiased        # the Gram's diagonal from two halves
+    .venv/bin/torchrun --nproc-per-node 2 examples/torch_loop_rnb.py             # the same under DDP (gloo on CPUs)
+    .venv/bin/python examples/torch_loop_rnb.py --task examples/data/champ_sources.jsonl \
+        --text-field text --domain-field source
 
 The model is a small GPT-2 built from a config (random weights), text is read as bytes, and the
 data is the local JSONL file examples/data/champ_math.jsonl ("text", "domain", "split"), or your
 own file with the flags `mixbench run` takes for it (--task PATH --text-field ... --domain-field
-...; README "Your own data").
+...; docs/data.md).
 """
 
 import argparse
@@ -85,6 +86,9 @@ def main():
                                                                              domain_field="domain"))
     model = GPT2LMHeadModel(GPT2Config(vocab_size=EOS + 1, n_positions=SEQ, n_embd=64, n_layer=2, n_head=4,
                                        bos_token_id=EOS, eos_token_id=EOS))
+    # transformers finds a model's loss by its class name, and "GPT2LMHeadModel" names none: it warns
+    # "loss_type=None ... unrecognized" and uses the causal-LM loss. Naming that loss says the same, quietly.
+    model.loss_type = "ForCausalLM"
     mixer = DomainMixer(
         "rnb", strategy_params={"gram_estimator": args.gram_estimator},
         head=model.get_output_embeddings(),                  # the tap goes on the (tied) output layer
@@ -95,6 +99,7 @@ def main():
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.is_initialized() else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
 
+    last_round = None
     batches = (batch for _ in iter(int, 1) for batch in loader)   # the sampler goes on across epochs
     for _, batch in zip(range(args.steps), batches):
         ids = batch.pop(DOMAIN_IDS)
@@ -105,10 +110,16 @@ def main():
         optimizer.step()
         optimizer.zero_grad()
         round_log = mixer.step_end()                            # every K steps: the next mixture
-        if round_log and mixer.rank == 0:
-            shown = "  ".join(f"{d} {p:.3f}" for d, p in zip(mixer.domains, round_log.next_mixture))
-            loss = float(np.dot(mixer.q, round_log.eval_losses))   # weighted by the eval set's shares
-            print(f"step {round_log.step:>4}: eval loss {loss:.3f}; next mixture {shown}")
+        last_round = round_log or last_round
+        if round_log and mixer.rank == 0:   # each round once: the mixture it sampled from, and its eval loss
+            shown = "  ".join(f"{d} {p:.3f}" for d, p in zip(mixer.domains, round_log.mixture))
+            scored = np.isfinite(round_log.eval_losses)   # a domain with no eval rows has no eval loss
+            loss = float(np.dot(mixer.q[scored], np.asarray(round_log.eval_losses)[scored]))   # by eval-set share
+            print(f"step {round_log.step:>4}: eval loss {loss:.3f}; mixture sampled {shown}")
+    if last_round is not None and mixer.rank == 0:
+        unscored = [d for d, x in zip(mixer.domains, last_round.eval_losses) if not np.isfinite(x)]
+        if unscored:
+            print(f"no eval loss for {', '.join(unscored)}: no eval rows (trained on, not scored)")
     mixer.close()
     del net
     leave_process_group()   # under torchrun: the DDP model freed, then the group left (a no-op otherwise)

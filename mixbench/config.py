@@ -33,6 +33,27 @@ TAP_SUMS = ("auto", "exact", "sketched")
 # decay or clipping: mixbench's defaults stay.
 MODEL_PRESETS = {"smollm2": {"batch_size": 16, "seq_len": 512, "lr": 5e-5}}
 
+# Regimes: how a run's model starts (docs/concepts.md, "Regimes"). `scratch` trains the task's
+# model from a random initialisation with the task's own budget; `finetune` starts the text
+# tasks' byte GPT from mixbench's pretrained base (mixbench/models/base_gpt.py); `smollm2`
+# fine-tunes SmolLM2-135M (the model's preset above).
+REGIMES = ("scratch", "finetune", "smollm2")
+# Fine-tuning settings of `finetune`, each with its source. Steps, batch and K stay the task's,
+# so a fine-tuning cell costs what a scratch cell of the task costs (same model, same tokens).
+#   lr: the paper fine-tunes GPT-Neo-125M at 5e-5 (R&B App. F, Table 5), 1/12 of the 6e-4 it was
+#       pretrained at (EleutherAI/gpt-neo configs/gpt3_small_256.json; GPT-3 Table 2.1, "Small");
+#       the same 1/12 of the base's pretraining lr (3e-3) is 2.5e-4.
+#   warm-up: 3 % of the steps, then mixbench's cosine decay to 10 %: the warm-up ratio and cosine
+#       schedule of Stanford Alpaca's fine-tuning recipe (the paper states neither).
+#   context: at most 512, the paper's (App. F, Table 5) and the base's position table.
+#   shape: the base's (a task that trains a smaller model from scratch, e.g. synthetic, fine-tunes
+#       the base's 4 × 128).
+FINETUNE_PRESET = {"lr": 2.5e-4, "warmup_fraction": 0.03, "n_layer": 4, "n_head": 4, "n_embd": 128}
+BASE_CONTEXT = 512
+# Fields added after checkpoints and results existed: at these values a run's identity leaves
+# them out, so a checkpoint written before them still resumes.
+LATER_DEFAULTS = {"regime": "scratch", "trainable_blocks": 0}
+
 
 class ConfigError(MixbenchError, ValueError):
     """A training setting that cannot work; the message names the option."""
@@ -66,6 +87,11 @@ class TrainConfig:
     tap_memory: float = _setting(1024.0, "MiB for the gradient tap's per-domain sums; past that they are sketched.")
     tap_sums: str = _setting("auto", "auto (exact if they fit --tap-memory, else sketched), exact (refuse if they "
                                      "do not fit) or sketched.")
+    regime: str = _setting("scratch", "How the model starts: scratch (random initialisation), finetune (the "
+                                      "byte GPT from mixbench's pretrained base, with fine-tuning settings) or "
+                                      "smollm2 (SmolLM2-135M, the paper's settings; same as --model smollm2).")
+    trainable_blocks: int = _setting(0, "Train only the last N transformer blocks and the output head; 0 "
+                                        "trains every parameter.")
 
     def __post_init__(self):
         for name in ("steps", "steps_per_round", "batch_size", "seq_len", "eval_per_domain", "n_layer", "n_head",
@@ -95,6 +121,25 @@ class TrainConfig:
             raise ConfigError(f"tap-sums must be one of {', '.join(TAP_SUMS)}, got {self.tap_sums!r}")
         if not isinstance(self.device, str) or not DEVICE.match(self.device):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        self._check_regime()
+
+    def _check_regime(self) -> None:
+        if self.regime not in REGIMES:
+            raise ConfigError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
+        if not _is_int(self.trainable_blocks) or self.trainable_blocks < 0:
+            raise ConfigError(f"trainable-blocks must be 0 or more, got {self.trainable_blocks!r}")
+        if (self.regime == "smollm2") != (self.model == "smollm2"):
+            raise ConfigError(f"--regime {self.regime} does not go with --model {self.model}: --regime smollm2 "
+                              "is --model smollm2")
+        if self.regime == "finetune":
+            if self.model != "gpt":
+                raise ConfigError(f"--regime finetune starts the byte GPT from mixbench's base; --model "
+                                  f"{self.model} cannot")
+            if self.seq_len > BASE_CONTEXT:
+                raise ConfigError(f"seq-len must be at most {BASE_CONTEXT} (the base's context) for --regime "
+                                  f"finetune, got {self.seq_len}")
+        if self.trainable_blocks and self.trainable_blocks > self.n_layer and self.model in SCRATCH_MODELS:
+            raise ConfigError(f"trainable-blocks ({self.trainable_blocks}) is more than n-layer ({self.n_layer})")
 
     def override(self, **values) -> TrainConfig:
         """A copy with the given fields replaced; a value of None keeps the current one. Choosing
@@ -103,10 +148,23 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown training setting(s): {', '.join(map(option, unknown))}")
         given = {k: v for k, v in values.items() if v is not None}
+        if given.get("regime") == "smollm2" and "model" not in given:
+            given["model"] = "smollm2"   # the regime is the model
+        if given.get("model") == "smollm2" and "regime" not in given:
+            given["regime"] = "smollm2"
         model = given.get("model")
         if model != self.model and model in MODEL_PRESETS:
             given = {**MODEL_PRESETS[model], **given}
+        regime = given.get("regime")
+        if regime == "finetune" and self.regime != "finetune":
+            # The task's own context, cut to the base's unless given.
+            given = {**FINETUNE_PRESET, "seq_len": min(self.seq_len, BASE_CONTEXT), **given}
         return dataclasses.replace(self, **given)
+
+    def identity(self) -> dict:
+        """to_dict() less the fields added later, where they hold their defaults (LATER_DEFAULTS):
+        what a run's checkpoint must match."""
+        return {k: v for k, v in self.to_dict().items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
     @property
     def num_rounds(self) -> int:
@@ -119,7 +177,10 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         """From `to_dict()` output; keys this version does not know are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        known = {k: v for k, v in values.items() if k in names}
+        if "regime" not in known and known.get("model") == "smollm2":   # written before regimes existed
+            known["regime"] = "smollm2"
+        return cls(**known)
 
 
 def check_seed(value, name: str = "seed") -> int:

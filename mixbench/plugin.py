@@ -35,9 +35,17 @@ class Plugin:
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the class docstring, for `mixbench list`."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""
+        """The class docstring's first sentence, for `mixbench list`: its first line, or, where that
+        line stops mid-sentence, the lines of the first paragraph up to the one that ends it (a
+        summary is never cut off)."""
+        lines = []
+        for line in (inspect.getdoc(cls) or "").splitlines():
+            if not line.strip():
+                break
+            lines.append(line.strip())
+            if line.rstrip().endswith((".", "!", "?", ".)", ".'", '."', ":")):
+                break
+        return " ".join(lines)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

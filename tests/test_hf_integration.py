@@ -192,7 +192,7 @@ def test_gradient_accumulation_draws_and_mixes_as_one_big_batch(full_run, tmp_pa
 
 @dataclass(kw_only=True, eq=False)
 class LossGreedy(MixingStrategy):
-    """The README's plugin example: p ∝ exp(eta · per-domain eval loss)."""
+    """The plugin example of docs/plugins.md: p ∝ exp(eta · per-domain eval loss)."""
 
     signals = frozenset({Signal.EVAL_LOSSES})
     eta: float = 5.0

@@ -1,6 +1,6 @@
 """The package's layers and which way imports go between them, checked on the source (every
 import statement, function-level ones included), so a wrong import fails here before it tangles
-the tree. README "Architecture" explains the layers; this is the rule they follow."""
+the tree. docs/architecture.md explains the layers; this is the rule they follow."""
 
 from __future__ import annotations
 

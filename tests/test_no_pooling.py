@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from mixbench.experiments.report import render
+from mixbench.experiments.results import MixtureTrajectory
 from mixbench.experiments.summary import per_domain_table, summarize
 from mixbench.experiments.tables import format_markdown, format_text
 from tests.test_compare import finished_result
@@ -69,8 +70,13 @@ def test_two_tasks_whose_seeds_coincide_are_never_pooled_nor_dropped():
 
 def test_the_report_gives_each_task_its_own_sections_and_counts_seeds_right(tmp_path):
     runs = tmp_path / "runs"
+    rnb = made("rnb", 0, 4.0, task="champ")
+    # Two domains and a mixture that moves: a uniform one gets a line, not a heatmap.
+    rnb = dataclasses.replace(rnb, domains=dataclasses.replace(rnb.domains, names=["d0", "d1"]),
+                              mixture=MixtureTrajectory(per_round=[[0.5, 0.5], [0.6, 0.4], [0.7, 0.3]],
+                                                        final=[0.7, 0.3]))
     for r in ([made("stratified", s, 2.0 + s / 10, task="synthetic") for s in range(2)]
-              + [made("stratified", 0, 5.0, task="champ"), made("rnb", 0, 4.0, task="champ")]):
+              + [made("stratified", 0, 5.0, task="champ"), rnb]):
         r.save(runs / r.task.name / r.strategy.name / "original" / f"seed{r.seed}.json")
     md_path, _ = render(runs, tmp_path / "report")
     md = md_path.read_text()

@@ -319,6 +319,11 @@ def test_paper_quick_writes_the_report_and_reuses_its_cells(run_cli, tmp_path):
     manifest = json.loads((tmp_path / "out" / "paper.json").read_text())
     assert manifest["failed_cells"] == [] and manifest["versions"]["torch"] and manifest["digest"]
     assert manifest["git"]["hash"] and manifest["data"]["synthetic"]["version"]
+    # The k-rule study reads the sweep and the R&B cells' Regroup curves of the same folder.
+    study = run_cli("rule-study", "synthetic=out", "--to", "study")
+    assert study.returncode == 0, study.stderr[-3000:]
+    assert "| silhouette |" in (tmp_path / "study/rule_study.md").read_text()
+    assert (tmp_path / "study/rule_study.csv").read_text().count("\nsynthetic,") == 6 * 2   # six rules, two seeds
     # A second run reuses every finished cell.
     again = run_cli("paper", "--quick", "--no-mlflow", "--no-progress", "--out", "out")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -177,6 +177,7 @@ def results_without_timings(path) -> dict:
     for key in ("started_at", "finished_at", "environment"):
         result.pop(key)
     result["metrics"].pop("train_seconds")
+    result["metrics"].pop("stage_seconds")   # wall seconds per stage, like train_seconds
     for record in result["rounds"]:
         record.pop("seconds")
     for key in ("train_seconds", "overhead_seconds", "seconds_pct", "seconds_by_label"):

@@ -1,6 +1,6 @@
 """Claim 1 — the Balance update is the closed-form maximiser of an entropy-regularised objective.
 
-Source: paper App. B.1 (restated in README, "Strategies"). For a PSD Gram G, eval
+Source: paper App. B.1 (restated in docs/concepts.md, "Balance"). For a PSD Gram G, eval
 proportions q, step size η > 0 and λ > 0,
 
     f(p) = η qᵀG p − λ⁻¹ ‖η G q‖₂ Σ_i p_i log p_i          over the simplex Δ_m

@@ -14,9 +14,11 @@ from mixbench.cli.compare import compare_cell_cmd, compare_cmd
 from mixbench.cli.exit_codes import command_line
 from mixbench.cli.listing import list_cmd
 from mixbench.cli.paper import paper_cmd
+from mixbench.cli.pretrain import pretrain_cmd
 from mixbench.cli.regroup import regroup_cmd
 from mixbench.cli.report import report_cmd
 from mixbench.cli.repro import repro_cmd
+from mixbench.cli.rule_study import rule_study_cmd
 from mixbench.cli.run import run_cmd
 from mixbench.cli.theory import theory_cmd
 
@@ -46,7 +48,7 @@ def cli():
 
 
 for command in (list_cmd, run_cmd, compare_cmd, compare_cell_cmd, report_cmd, regroup_cmd, paper_cmd, theory_cmd,
-                repro_cmd):
+                repro_cmd, rule_study_cmd, pretrain_cmd):
     cli.add_command(command)
 
 

@@ -17,7 +17,7 @@ from mixbench.cli.options import (
 )
 
 
-@click.command("compare")
+@click.command("compare", short_help="Run strategies × domains × seeds on one task and compare them.")
 @task_option
 @click.option("--algos", required=True, help="Comma-separated strategies, e.g. stratified,rnb,dga.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")

@@ -10,7 +10,7 @@ from mixbench.cli.options import task_options
 from mixbench.config import option
 
 
-@click.command("list")
+@click.command("list", short_help="List strategies, embedders, k rules and tasks, or one task's data.")
 @task_options(default=None)
 @exit_codes
 def list_cmd(task):
@@ -47,8 +47,9 @@ def _guarded(describe, entry, width: int = 100) -> list[str]:
                 + _wrap(_keep_whole(f"[{entry.origin}]"), _INDENT, _INDENT, width))
 
 
-def _embedder_lines(entry) -> list[str]:
-    return [f"  {entry.name:<12} {entry.obj.summary()}  [{entry.origin}]"]
+def _embedder_lines(entry, width: int = 100) -> list[str]:
+    """One embedder or k rule for `mixbench list`: its whole summary and its origin, wrapped to `width`."""
+    return _wrap(f"{entry.name:<12} {entry.obj.summary()}  {_keep_whole(f'[{entry.origin}]')}", "  ", _INDENT, width)
 
 
 def _strategy_lines(entry, width: int = 100) -> list[str]:

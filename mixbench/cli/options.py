@@ -64,7 +64,7 @@ def task_options(*, default: str | None) -> Decorator:
     decorators = [click.option("--task", "task_name", default=default, show_default=default is not None,
                                help="Task name (see `mixbench list`), or the path of a data file of your own: "
                                     "JSONL, CSV, TSV, Parquet, or a folder saved by a Hugging Face dataset's "
-                                    "save_to_disk (README: Your own data).")]
+                                    "save_to_disk (docs/data.md).")]
     decorators += [click.option(f"--{option(f.name)}", f"file_{f.name}", metavar=f.metadata["metavar"], default=None,
                                 type=float if f.name == "eval_fraction" else str,
                                 help=f"Data file: {f.metadata['help']}") for f in fields]
@@ -151,6 +151,9 @@ def checkpoint_options(fn):
 def _quiet_unless_progress(ctx, param, progress: bool) -> bool:
     """--no-progress silences the libraries mixbench drives as well as its own bars: the model
     loading bars of transformers / huggingface_hub and MLflow's INFO lines."""
+    from mixbench.regroup.stages import bars_allowed
+
+    progress = bars_allowed(progress)   # TQDM_DISABLE turns off every bar, mixbench's own as well
     if not progress:
         quiet_libraries()
     return progress

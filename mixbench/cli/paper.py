@@ -19,7 +19,7 @@ def _registered_seeds() -> str:
     return ", ".join(f"{seeds[0]}-{seeds[-1]} for {rows[tier]}" for tier, seeds in SEED_TIERS.items())
 
 
-@click.command("paper")
+@click.command("paper", short_help="Run the paper's protocol on each task and write its report.")
 @click.option("--tasks", default=None,
               help="Comma-separated tasks [the stand-ins whose data is here: evals-id (Sup-NatInst), evals-ood "
                    "(Sup-NatInst test), champ (S1-59K), and openclipart, else digits (DataComp)].")
@@ -29,8 +29,8 @@ def _registered_seeds() -> str:
                    f"{_registered_seeds()}; --quick: 0,1]. Seeds beyond a row's registered ones are exploratory: "
                    "reported apart, never in a verdict.")
 @click.option("--quick", is_flag=True,
-              help="A smoke version in well under a minute: synthetic and digits, seeds 0,1, 20 steps, k in 2,4,8, "
-                   "the tfidf embedder (each can still be set).")
+              help="A smoke version of a few minutes on 2 CPU cores: synthetic and digits, seeds 0,1, 20 steps, "
+                   "k in 2,4,8, the tfidf embedder (each can still be set).")
 @click.option("--rows", default=None, metavar="ROWS",
               help="Comma-separated rows to run, by key (stratified, rnb, dga, k16, ...) or report section "
                    "(table1, fig3, fig2, image); the baseline always comes along. Earlier runs under the same --out "
@@ -90,6 +90,8 @@ def _settings(tasks, task, seeds, quick, rows, params, embedder, config, **how):
         overrides = {**QUICK_BUDGET, **overrides}
     names = tuple(parse_list(tasks, "tasks")) if tasks is not None else (
         () if task is not None else protocol.QUICK_TASKS if quick else default_tasks())
+    if tasks is None and overrides.get("regime", "scratch") == "finetune":   # the base is a text model
+        names = tuple(n for n in names if n not in protocol.TASKS or protocol.TASKS[n].modality == "text")
     names += (task.name,) if task is not None and task.name not in names else ()
     if not names:
         raise MixbenchError("no task of the paper's stand-ins has its data here (see `mixbench list`); name one "

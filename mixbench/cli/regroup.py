@@ -10,7 +10,7 @@ from mixbench.config import check_seed
 from mixbench.errors import MixbenchError
 
 
-@click.command("regroup")
+@click.command("regroup", short_help="Regroup a task into semantic domains: embed, k-means, pick k.")
 @task_option
 @click.option("--k", "k_spec", default="2:64", show_default=True,
               help="k values to sweep: START:STOP[:STEP], or one k to fix it.")

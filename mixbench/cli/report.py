@@ -9,7 +9,7 @@ import click
 from mixbench.cli.exit_codes import exit_codes
 
 
-@click.command("report")
+@click.command("report", short_help="Render a Markdown + HTML report with plots from results.")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Where report.md, report.html and the PNGs go [DIRECTORY/report].")

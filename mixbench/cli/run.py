@@ -19,7 +19,8 @@ from mixbench.cli.options import (
 from mixbench.errors import MixbenchError
 
 
-@click.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+@click.command("run", short_help="Train once with one strategy on one task.",
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
                epilog="Strategy hyperparameters are passed as --NAME VALUE (e.g. --lam 3 for rnb); "
                       "`mixbench list` shows each strategy's.\n\n"
                       "Checkpoints: the run's state is saved beside its results as "
@@ -30,7 +31,7 @@ from mixbench.errors import MixbenchError
                       "settings, domains, number of processes) is refused.\n\n"
                       "Data parallel: --nproc N trains one model in N processes on this machine, started through "
                       "torch.distributed.run; `torchrun --nproc-per-node N -m mixbench run ...` does the same, "
-                      "and with torchrun's rendezvous options spans several machines (see the README).")
+                      "and with torchrun's rendezvous options spans several machines (docs/data-parallel.md).")
 @click.option("--algo", required=True, help="Strategy name (see `mixbench list`).")
 @task_option
 @click.option("--domains", "domains_spec", default=None,

@@ -31,7 +31,7 @@ def format_table(results: list[CheckResult]) -> str:
     return "\n".join(lines)
 
 
-@click.command("theory")
+@click.command("theory", short_help="Check the R&B paper's derivation and lemmas on synthetic problems.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per check instead of the table.")
 @click.option("--quick", is_flag=True, help="Small instance counts (seconds, what the tests run).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every check's random instances.")

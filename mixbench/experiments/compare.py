@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from mixbench.errors import MixbenchError
+from mixbench.experiments.grid_clock import GridClock
 from mixbench.experiments.outcomes import GridInterrupted, RunDiverged
 from mixbench.experiments.parallel_cells import run_cells, threads_per_job
 from mixbench.experiments.results import RunResult
@@ -118,7 +120,7 @@ def run_grid(settings: GridSettings) -> Grid:
     threads = threads_per_job(jobs)
     at_once = f", {jobs} at a time ({threads} thread{'s' if threads > 1 else ''} each)" if jobs > 1 else ""
     click.echo(f"compare {settings.task}: {len(cells)} cells, {len(cells) - len(todo)} already finished, "
-               f"{len(todo)} to run{at_once}", err=True)
+               f"{len(todo)} to run{at_once}; results under {settings.out_dir / settings.task}", err=True)
     parent = _parent_tracker(settings) if settings.tracking.enabled and todo else None
     # The cells are tracked as the parent's children; if the parent could not start, neither would
     # they (one warning said so), and the grid runs untracked.
@@ -133,9 +135,14 @@ def run_grid(settings: GridSettings) -> Grid:
                                 [dataclasses.asdict(reuse[c.result_path]) for c in todo], settings.keep_cells)
             todo = []   # all run: the loops below are the one-at-a-time path
         busy = []   # cells another process is running: come back to them once the rest are done
+        clock = GridClock(len(todo))
         for i, cell in enumerate(todo, 1):
-            click.echo(f"[{i}/{len(todo)}] {_name(cell)}", err=True)
-            if not _run_one(cell, reuse[cell.result_path], settings.keep_cells, failed, wait=False):
+            left = clock.left()
+            click.echo(f"[{i}/{len(todo)}] {_name(cell)}{f' ({left})' if left else ''}", err=True)
+            started = time.perf_counter()
+            if _run_one(cell, reuse[cell.result_path], settings.keep_cells, failed, wait=False):
+                clock.finished(time.perf_counter() - started)
+            else:
                 click.echo("  another process is running this cell: back to it at the end", err=True)
                 busy.append(cell)
         for cell in busy:

@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 
 from mixbench.errors import MixbenchError
+from mixbench.experiments.grid_clock import GridClock
 from mixbench.experiments.results import RunResult
 from mixbench.experiments.settings import RunSettings
 
@@ -120,6 +121,7 @@ def run_cells(cells: list[RunSettings], names: list[str], jobs: int, reuse: list
     queue = [(CellSpec(cell, threads, r, keep, os.getpid()), name) for cell, r, name in zip(cells, reuse, names)]
     running, failed = [], []
     done = 0
+    clock = GridClock(len(cells), jobs)
     try:
         while queue or running:
             while queue and len(running) < jobs:
@@ -128,8 +130,10 @@ def run_cells(cells: list[RunSettings], names: list[str], jobs: int, reuse: list
             for cell in [c for c in running if c.process.poll() is not None]:
                 running.remove(cell)
                 done += 1
+                clock.finished(time.perf_counter() - cell.started)
                 line, failure = _outcome(cell, stopping=False)
-                click.echo(f"[{done}/{len(cells)}] {cell.name}: {line}", err=True)
+                left = clock.left()
+                click.echo(f"[{done}/{len(cells)}] {cell.name}: {line}{'; ' + left if left else ''}", err=True)
                 if failure:
                     failed.append(f"{cell.name}: {failure}")
     except KeyboardInterrupt:

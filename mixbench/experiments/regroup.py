@@ -9,6 +9,7 @@ import click
 
 from mixbench.regroup import Regrouping
 from mixbench.regroup.describe import describe_clusters
+from mixbench.regroup.why_k import why_k
 from mixbench.storage.atomic import write_json
 from mixbench.task import TaskData
 
@@ -56,19 +57,15 @@ def _print(grouping: Regrouping, rows: list[dict], choices: dict[str, int | None
     emptied = "" if chosen == grouping.k else f" ({chosen - grouping.k} of its {chosen} clusters empty)"
     echo(f"chosen k = {grouping.k} by {grouping.rule}{emptied}{silhouette}, embedder {grouping.embedder}{cached}")
     echo("each rule on this sweep: " + ", ".join(f"{name} {'-' if k is None else k}" for name, k in choices.items()))
-    top_k = max(r["k"] for r in grouping.sweep)
-    if len(grouping.sweep) > 1 and chosen >= top_k - 2:
-        echo(f"note: k = {chosen} is at the top of the range swept (up to {top_k}); a wider --k may score higher, "
-             f"or the rule may favour ever finer clusters (try --k-rule first-peak or kneedle)")
-    if original > 1 and grouping.k > FAR_ABOVE * original:
-        echo(f"note: k = {grouping.k} is more than {FAR_ABOVE}× the task's {original} original domains")
+    for line in why_k(grouping.sweep, grouping.rule, grouping.k, original):
+        echo(line)
+    if grouping.seconds:
+        echo("time: " + ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s"
+                                  for name, seconds in grouping.seconds.items()))
     echo(f"\n{'cluster':<8} {'train':>6} {'eval':>5} {'eval %':>6}  top terms | largest original domains")
     for r in rows:
         echo(f"{r['cluster']:<8} {r['train']:>6} {r['eval']:>5} {100 * r['eval_share']:>5.1f}%  "
              f"{', '.join(r['top_terms'])} | {'; '.join(r['top_original_domains'])}")
-
-
-FAR_ABOVE = 2   # a chosen k above this many times the original domains is pointed out
 
 
 def _number(value) -> str:

@@ -1,9 +1,12 @@
 """`mixbench report DIR`: a Markdown and an HTML report, with PNG plots, from the results under DIR.
 
-Plots: eval loss against step per strategy (mean and min–max band over seeds); each strategy's
-mixture over rounds (first seed); rnb's last Gram matrix as a heatmap; overhead per strategy on a
-log scale; and, where `mixbench regroup` sweeps are present, silhouette against k (with the eval
-loss of runs at several k when those exist: the paper's Fig. 2).
+Per task: the comparison table; eval loss minus stratified's per step (paired by seed, ±1 standard
+error band) and the final relative change with 95 % t intervals, then the absolute curves (without
+stratified runs, those alone, saying so); each strategy's mixture as a domains × rounds heatmap of
+weight / uniform (one uniform in every round, such as stratified's, in one line); rnb's last Gram matrix;
+overhead per strategy on a log axis that draws only positive values. Where `mixbench regroup`
+sweeps are present, silhouette against k (with the eval loss of runs at several k when those
+exist: the paper's Fig. 2). Every figure's title names its task.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from mixbench.errors import MixbenchError
-from mixbench.experiments.plots import plot_curves, plot_mixture, save_png
+from mixbench.experiments.plots import (
+    group_label,
+    plot_curves,
+    plot_differences,
+    plot_mixture_heatmap,
+    plot_overhead,
+    plot_relative_changes,
+    save_png,
+    uniform_throughout,
+)
 from mixbench.experiments.results import RunResult, is_run_result
 from mixbench.experiments.summary import Group, curve_metrics, group_notes, summarize
 from mixbench.experiments.tables import format_markdown
@@ -24,6 +36,7 @@ from mixbench.storage.atomic import check_writable, write_text
 
 # The paper's Table 1 overhead ranges (% of training FLOPs): a different model and data, for scale.
 PAPER_TABLE1 = {"rnb": "0.0006 – 0.1", "dga": "0.4 – 1601", "skillit": "14 – 6e7", "aioli": "62 – 7e6"}
+PAPER_TABLE1_RANGES = {algo: tuple(float(x) for x in text.split(" – ")) for algo, text in PAPER_TABLE1.items()}
 
 
 def load_results(directory: Path) -> tuple[list[RunResult], list[dict]]:
@@ -87,7 +100,8 @@ def render(directory: Path, out: Path) -> tuple[Path, Path]:
 
 
 def _task_sections(runs: list[RunResult], out: Path, part: str, heading: str) -> list[tuple[str, str, str | None]]:
-    """One task's sections; its plots' files start with `part`, its titles end with `heading`."""
+    """One task's sections; its plots' files start with `part`, its titles end with `heading`.
+    Every figure's caption is one line saying how to read it."""
     finished = [r for r in runs if r.finished]
     sections: list[tuple[str, str, str | None]] = []
     if finished or any(r.diverged for r in runs):
@@ -95,37 +109,98 @@ def _task_sections(runs: list[RunResult], out: Path, part: str, heading: str) ->
     if not finished:
         return sections
     table = summarize(finished)
-    save_png(plot_curves(finished), out / f"{part}eval_loss.png")
-    sections.append((f"Eval loss during training{heading}", "Mean over seeds; the band spans min to max.",
-                     f"{part}eval_loss.png"))
-    for metric in curve_metrics(finished):   # image-text: zero-shot retrieval
-        save_png(plot_curves(finished, metric), out / f"{part}{metric}.png")
-        sections.append((f"{metric} during training{heading}", "Mean over seeds; the band spans min to max.",
-                         f"{part}{metric}.png"))
+    for metric in [None, *curve_metrics(finished)]:   # the loss; image-text: zero-shot retrieval too
+        sections += _comparison_sections(finished, metric, out, part, heading)
+    sections += _mixture_sections(finished, out, part, heading)
+    gram = next((r for r in finished if r.strategy.extras.get("last_gram")), None)
+    if gram is not None:
+        missing = _gram_heatmap(gram, out / f"{part}gram.png")
+        sections.append((f"R&B's last Gram matrix{heading}", "G_ij = <g_i, g_j>/(n_i n_j) at the last update, "
+                         f"{gram.task.name}, seed {gram.seed}: red pairs of domains pull the same way, blue "
+                         f"opposite ways{'; grey: a domain not drawn in that round' if missing else ''}.",
+                         f"{part}gram.png"))
+    save_png(plot_overhead(table, PAPER_TABLE1_RANGES), out / f"{part}overhead.png")
+    paper = "\n".join(["| strategy | ours: FLOP overhead % (mean over seeds) | paper Table 1 range % |",
+                       "|---|---|---|"] + [f"| {row.algo} ({row.domains}{_other(row.settings)}) | "
+                                           f"{row.overhead_flops_pct:.4g} | {PAPER_TABLE1.get(row.algo, '—')} |"
+                                           for row in table.itertuples()])
+    sections.append((f"Overhead{heading}", paper + "\n\nExtra FLOPs as % of training on a log axis: a strategy "
+                     "with none is written 0 (none), not drawn; the grey lines are the paper's Table 1 ranges, "
+                     "from other models and data (ours are measured on these runs).", f"{part}overhead.png"))
+    return sections
+
+
+
+# How to read each comparison figure, under it in the report.
+_CAPTIONS = {
+    "vs_stratified": "Each line: a strategy's {name} minus stratified's at the same step and seed, averaged over "
+                     "the seeds both ran; the band is ±1 standard error of that mean (with 2 seeds, their min to "
+                     "max); {better}.",
+    "relative": "Dot: the mean over seeds of (strategy − stratified) / stratified for the final {name}, same seed; "
+                "whisker: its 95 % t interval (none with one seed); grey triangles: single seeds. An interval "
+                "crossing 0 is no measured difference.",
+}
+
+def _comparison_sections(finished: list[RunResult], metric: str | None, out: Path, part: str,
+                         heading: str) -> list[tuple[str, str, str | None]]:
+    """The loss (or task metric) against stratified: the per-step difference and the final relative
+    change, then the plain curves; without a stratified run to pair with, the plain curves alone,
+    saying so."""
+    name = "eval loss" if metric is None else metric
+    title = "Eval loss" if metric is None else metric   # a metric's name as the results spell it
+    stem = "eval_loss" if metric is None else metric
+    better = "below 0 is lower loss than stratified" if metric is None else f"above 0 is higher {metric}"
+    sections: list[tuple[str, str, str | None]] = []
+
+    def add(figure, kind: str, header: str) -> None:
+        file = f"{part}{stem}_{kind}.png"
+        save_png(figure, out / file)
+        sections.append((header, _CAPTIONS[kind].format(name=name, better=better), file))
+
+    differences = plot_differences(finished, metric)
+    if differences is not None:
+        add(differences, "vs_stratified", f"{title} minus stratified's{heading}")
+        relative = plot_relative_changes(finished, metric)
+        if relative is not None:
+            add(relative, "relative", f"Final {name} relative to stratified{heading}")
+        plain = "The absolute curves (mean over seeds, band min to max): differences between strategies are " \
+                "usually too small to see here; the figure above shows them."
+    else:
+        plain = "No stratified run pairs with these (same task, settings and seeds), so no difference from " \
+                "stratified can be shown: the absolute curves instead (mean over seeds, band min to max)."
+    save_png(plot_curves(finished, metric), out / f"{part}{stem}.png")
+    sections.append((f"{title} during training{heading}", plain, f"{part}{stem}.png"))
+    return sections
+
+
+def _mixture_sections(finished: list[RunResult], out: Path, part: str,
+                      heading: str) -> list[tuple[str, str, str | None]]:
+    """One heatmap per group (its lowest seed), but a mixture uniform in every round (stratified's)
+    is one line instead."""
     notes = group_notes(finished)
+    sections: list[tuple[str, str, str | None]] = []
+    uniform = []
     used: set[str] = set()
     for group, r in _first_seed_per_group(finished, notes):
+        label = group_label(group, notes[group])
+        if uniform_throughout(r.mixture.per_round):
+            uniform.append(label)
+            continue
         stem = f"{part}mixture_{group.algo}_{group.domains}"   # the rest's group first: it gets the plain name
         name, i = f"{stem}.png", 2
         while name in used:
             name, i = f"{stem}_{i}.png", i + 1
         used.add(name)
-        other = f", {notes[group]}" if notes[group] else ""
-        plot_mixture(r.mixture.per_round, r.domains.names, out / name,
-                     title=f"{group.algo} ({group.domains} domains{other}), seed {r.seed}: mixture per round")
-        sections.append((f"Mixture: {group.algo} ({group.domains}{other}){heading}", "", name))
-    gram = next((r for r in finished if r.strategy.extras.get("last_gram")), None)
-    if gram is not None:
-        _gram_heatmap(gram, out / f"{part}gram.png")
-        sections.append((f"R&B's last Gram matrix{heading}", "G_ij = <g_i, g_j>/(n_i n_j) at the last update, "
-                         f"{gram.task.name}, seed {gram.seed}.", f"{part}gram.png"))
-    _overhead_bars(table, out / f"{part}overhead.png")
-    paper = "\n".join(["| strategy | ours: FLOP overhead % (mean over seeds) | paper Table 1 range % |",
-                       "|---|---|---|"] + [f"| {row.algo} ({row.domains}{_other(row.settings)}) | "
-                                           f"{row.overhead_flops_pct:.4g} | {PAPER_TABLE1.get(row.algo, '—')} |"
-                                           for row in table.itertuples()])
-    sections.append((f"Overhead{heading}", paper + "\n\nThe paper's numbers come from other models and data "
-                     "(its Table 1); ours are measured on these runs.", f"{part}overhead.png"))
+        save_png(plot_mixture_heatmap(r.mixture.per_round, r.domains.names,
+                                      title=f"{r.task.name}: {label}, seed {r.seed}: mixture per round"),
+                 out / name)
+        sections.append((f"Mixture: {label}{heading}",
+                         f"Rows: its {len(r.domains.names)} domains, heaviest in the last round first; columns: "
+                         f"rounds; colour: weight / uniform on a log2 scale (white uniform, red more, blue less); "
+                         f"seed {r.seed}.", name))
+    if uniform:
+        sections.append((f"Uniform mixtures{heading}", f"{'; '.join(uniform)}: uniform over the domains in every "
+                         "round, so no heatmap.", None))
     return sections
 
 
@@ -151,37 +226,34 @@ def _first_seed_per_group(results: list[RunResult], notes: dict[Group, str]) -> 
     return sorted(chosen.items(), key=lambda item: (item[0].algo, item[0].domains, notes[item[0]] != "", item[0]))
 
 
-def _gram_heatmap(result: RunResult, path: Path) -> None:
+def _gram_heatmap(result: RunResult, path: Path) -> bool:
+    """Draws rnb's last Gram; whether some of it is missing (NaN: domains not drawn that round)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     gram = np.array(result.strategy.extras["last_gram"], dtype=float)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    missing = bool(np.isnan(gram).any())
+    fig, ax = plt.subplots(figsize=(7, 5.8))
     limit = np.nanmax(np.abs(gram)) if np.isfinite(gram).any() else 1.0   # NaN: a domain not drawn that round
     limit = limit or 1.0
-    image = ax.imshow(gram, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    colours = plt.get_cmap("RdBu_r").with_extremes(bad="lightgray")   # NaN apart from 0 (white)
+    image = ax.imshow(gram, cmap=colours, vmin=-limit, vmax=limit, interpolation="nearest")
+    names = result.domains.names
+    if len(names) == len(gram) and len(names) <= 16:   # few enough to name
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+    else:   # the domains' indices, whole numbers only
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("domain j")
     ax.set_ylabel("domain i")
-    ax.set_title("Gram of per-domain mean final-layer gradients")
+    ax.set_title(f"{result.task.name}: R&B's last Gram of per-domain mean final-layer gradients\n"
+                 f"seed {result.seed}, domains in training order"
+                 + ("; grey: a domain not drawn that round" if missing else ""), fontsize=10)
     fig.colorbar(image, ax=ax, label="<g_i, g_j> / (n_i n_j)")
     fig.tight_layout()
     save_png(fig, path)
-
-
-def _overhead_bars(table, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    labels = [f"{row.algo}\n({row.domains}{', other settings' if row.settings else ''})" for row in table.itertuples()]
-    values = [max(row.overhead_flops_pct, 1e-6) for row in table.itertuples()]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    bars = ax.bar(labels, values, color="tab:purple")
-    ax.set_yscale("log")
-    ax.set_ylabel("extra FLOPs, % of training (log scale)")
-    ax.set_title("overhead per strategy (measured; 0 shown at 1e-6)")
-    for bar, row in zip(bars, table.itertuples()):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{row.overhead_flops_pct:.3g}%",
-                ha="center", va="bottom", fontsize=8)
-    fig.tight_layout()
-    save_png(fig, path)
+    return missing
 
 
 def _k_sweep(sweep: dict, runs: list[RunResult], path: Path) -> None:

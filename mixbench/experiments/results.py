@@ -99,6 +99,10 @@ class Metrics:
     train_seconds: float
     eval_rows: list[int]              # indices into the task's eval split, for comparability
     tap_accumulator: str = ""         # how the gradient tap kept its per-domain sums (exact or sketched)
+    # Wall seconds per stage of the run: loading, embedding, k_sweep, assignment (a regrouped run's,
+    # absent when served from the cache), training, and evaluation (within training). Empty in
+    # results written before stages were timed.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ class RunResult:
     @classmethod
     def from_run(cls, *, algo: str, strategy: MixingStrategy, task_name: str, task_info: TaskInfo, cfg: TrainConfig,
                  history: RunHistory, status: str, error: str | None, started_at: str,
-                 domains: DomainsRecord) -> RunResult:
+                 domains: DomainsRecord, stage_seconds: dict[str, float] | None = None) -> RunResult:
         names = list(history.domains)
         last = history.last_evaluated
         return cls(
@@ -242,7 +246,7 @@ class RunResult:
                                            for name, values in (last.domain_eval_metrics if last else {}).items()},
                 steps_done=len(history.train_losses), tokens_trained=history.tokens_trained,
                 num_params=history.num_params, train_seconds=history.seconds, eval_rows=history.eval_rows,
-                tap_accumulator=history.tap_accumulator,
+                tap_accumulator=history.tap_accumulator, stage_seconds=dict(stage_seconds or {}),
             ),
             overhead=_overhead(history, strategy),
             eval_proportions=history.eval_proportions,

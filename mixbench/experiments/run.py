@@ -62,9 +62,10 @@ def _run(settings: RunSettings, ranks: SingleProcess) -> RunResult:
                            every=settings.checkpoint_every, keep=settings.keep_checkpoints)
     tracker, domains = None, DomainsRecord(method="original", names=[])
     history, status, error, started_at = RunHistory(), "failed", None, now()
+    stage_seconds: dict[str, float] = {}   # filled as each stage ends: the summary's and the results' timings
     try:   # from loading on: an interrupt while the task loads or regroups still leaves its results file
         with ranks.writer_first():   # a regrouping is made once, by rank 0; the others read it from the cache
-            data, domains, eval_rows, reference = _load(settings, task, info)
+            data, domains, eval_rows, reference = _load(settings, task, info, stage_seconds)
         plan = check_domains(plan, data, settings.resume)
         ranks.check_same(plan.notes["domains fingerprint"], "the task's domains")
         if plan.resume is not None:
@@ -99,9 +100,10 @@ def _run(settings: RunSettings, ranks: SingleProcess) -> RunResult:
         # a resume stopped before its checkpoint was restored: the results file there stays.
         refused = not history.initial_eval_losses and (status == "failed" or plan.resume is not None)
         written = not refused and ranks.writer
+        stage_seconds.update(_training_seconds(history))
         result = RunResult.from_run(algo=settings.algo, strategy=strategy, task_name=settings.task, task_info=info,
                                     cfg=cfg, history=history, status=status, error=error, started_at=started_at,
-                                    domains=domains)
+                                    domains=domains, stage_seconds=stage_seconds)
         unsaved = None
         if written:
             try:
@@ -130,9 +132,21 @@ def _run(settings: RunSettings, ranks: SingleProcess) -> RunResult:
     return result
 
 
-def _load(settings: RunSettings, task, info):
+def _training_seconds(history: RunHistory) -> dict[str, float]:
+    """The training loop's wall seconds, and the evaluations' within them (the meter times each)."""
+    if not history.seconds and history.meter is None:
+        return {}
+    evaluation = sum(seconds for (category, label), seconds in history.meter.seconds.items()
+                     if label.endswith("eval")) if history.meter is not None else 0.0
+    return {"training": history.seconds, "evaluation": evaluation}
+
+
+def _load(settings: RunSettings, task, info, stage_seconds: dict[str, float] | None = None):
     """The task's data (regrouped if asked), its domains record, and the eval rows scored and how."""
+    started = time.perf_counter()
     data = task.load()
+    stage_seconds = stage_seconds if stage_seconds is not None else {}
+    stage_seconds["loading"] = time.perf_counter() - started
     # The eval examples scored are drawn by the task's ORIGINAL domains, before any regrouping,
     # so runs on original and regrouped domains are scored on the very same examples.
     original_eval_domains = [e.domain for e in data.eval]
@@ -140,14 +154,14 @@ def _load(settings: RunSettings, task, info):
     reference = EvalReference.of(original_eval_domains)   # and scored by them, too
     domains = DomainsRecord(method="original", names=[])
     if settings.domains.method == "regroup":
-        data, domains = _regroup(settings, settings.create_embedder(), data, info)
+        data, domains = _regroup(settings, settings.create_embedder(), data, info, stage_seconds)
     data.require_eval_in_train()
     return data, domains, eval_rows, reference
 
 
 def _identity(settings: RunSettings, strategy: MixingStrategy, info, world_size: int) -> dict:
     return run_identity(task_name=settings.task, task_version=info.version, algo=settings.algo,
-                        params=strategy.get_params(), config=settings.config.to_dict(), domains=settings.domains,
+                        params=strategy.get_params(), config=settings.config.identity(), domains=settings.domains,
                         embedder_name=settings.embedder, world_size=world_size)
 
 
@@ -155,7 +169,7 @@ def _start_tracker(settings: RunSettings, resumed: Checkpoint | None = None):
     from mixbench.experiments.tracking import MlflowTracker
 
     tracking = settings.tracking
-    tags = {"mixbench.algo": settings.algo, "mixbench.task": settings.task,
+    tags = {"mixbench.algo": settings.algo, "mixbench.task": settings.task, "mixbench.regime": settings.config.regime,
             **({"mlflow.parentRunId": tracking.parent_run_id} if tracking.parent_run_id else {})}
     if resumed is not None:   # a new MLflow run: the one it continues is named (or, if it had none, the checkpoint)
         tags.update({"mixbench.resumed_from": resumed.notes.get("mlflow_run_id") or str(resumed.path),
@@ -171,9 +185,10 @@ def _mlflow_run(tracker) -> MlflowRun | None:
     return MlflowRun(tracker.run_id, tracker.experiment_id, tracker.tracking_uri)
 
 
-def _regroup(settings: RunSettings, embedder: Embedder, data, info):
+def _regroup(settings: RunSettings, embedder: Embedder, data, info, stage_seconds: dict[str, float] | None = None):
     """Relabel the task's examples with Regroup's clusters (embeddings and clustering cached)."""
     from mixbench.regroup import apply, regroup
+    from mixbench.regroup.why_k import why_k
 
     # Regroup is a one-time cost (the paper counts it apart from training): timed, reported,
     # not part of the per-round overhead. The clustering is seeded by the run's seed: k-means is
@@ -189,6 +204,10 @@ def _regroup(settings: RunSettings, embedder: Embedder, data, info):
     silhouette = "" if grouping.silhouette is None else f", silhouette {grouping.silhouette:.4f}"
     click.echo(f"regrouped {info.name} into k={grouping.k} domains (k rule {choice.label}{silhouette}, "
                f"{settings.embedder}{cached}, {seconds:.0f} s)", err=True)
+    for line in why_k(grouping.sweep, choice.rule, grouping.k, len(data.domains)):
+        click.echo(line, err=True)
+    if stage_seconds is not None:
+        stage_seconds.update(grouping.seconds)
     domains = DomainsRecord(method="regroup", names=[], embedder=grouping.embedder, k=grouping.k,
                             silhouette=grouping.silhouette, embedder_name=settings.embedder,
                             k_swept=[int(fit["k"]) for fit in grouping.sweep], original_domains=len(data.domains),

@@ -122,7 +122,7 @@ def summarize(results: list[RunResult]) -> pd.DataFrame:
                          "overhead_flops_pct": math.nan, "overhead_seconds_pct": math.nan,
                          "diff_vs_stratified": math.nan, "paired_t_p": math.nan, **counts, **where})
             continue
-        base = _baseline(group, groups)
+        base = baseline_runs(group, groups)
         seeds = sorted(by_seed)
         finals = np.array([by_seed[s].final_loss for s in seeds], dtype=float)
         paired = [s for s in seeds if s in base]
@@ -150,7 +150,7 @@ def summarize(results: list[RunResult]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _baseline(group: Group, groups: dict[Group, dict[int, RunResult]]) -> dict[int, RunResult]:
+def baseline_runs(group: Group, groups: dict[Group, dict[int, RunResult]]) -> dict[int, RunResult]:
     """Stratified's runs to pair `group` with: same task and version, same training settings; on
     the same domains (regrouped the same way) if there are such, else on the original ones."""
     def found(domains: str, regroup: str) -> dict[int, RunResult]:

@@ -8,6 +8,8 @@
                    calinski-harabasz, gap), registered by entry point (mixbench.k_rule)
     embeddings.py  embeddings of a task's texts, streamed to memory-mapped files in the cache
     describe.py    what each cluster holds, in words
+    stages.py      the long stages' line before (what, how much, about how long, cached where), bar and seconds
+    why_k.py       why the k rule chose its k, in a few lines (the rule, the range, the curve's best, notes)
     spec.py        --domains original | regroup[:K], and KChoice: --k-rule and its options
 """
 

@@ -109,9 +109,11 @@ def _chunked_nearest(x, centroids, progress=False, desc=""):
     """(start, squared distance to the nearest centroid, its index) for each chunk of rows of x."""
     from tqdm.auto import tqdm
 
+    from mixbench.regroup.stages import bars_allowed
+
     c = np.asarray(centroids, dtype=np.float32)
     c_norms = (c ** 2).sum(1)
-    for start in tqdm(range(0, x.shape[0], CHUNK), desc=desc, disable=not progress, leave=False):
+    for start in tqdm(range(0, x.shape[0], CHUNK), desc=desc, disable=not bars_allowed(progress), leave=False):
         chunk = np.asarray(x[start:start + CHUNK], dtype=np.float32)
         # ||x - c||² = ||x||² - 2 x·c + ||c||²: one matrix product per chunk.
         scores = chunk @ c.T * -2.0 + c_norms[None, :]
@@ -127,18 +129,27 @@ def scoring_sample(n: int, seed: int, size: int = SCORE_SAMPLE) -> np.ndarray:
 
 
 def sweep(x: np.ndarray, ks: list[int], seed: int, rules: dict[str, KRule], *, fit_rows: np.ndarray | None = None,
-          weights: np.ndarray | None = None, progress: bool = False) -> list[KFit]:
+          weights: np.ndarray | None = None, progress: bool = False,
+          after_ends: Callable[[dict[int, float]], None] | None = None, desc: str = "k-means sweep") -> list[KFit]:
     """k-means for each k (on the rows `fit_rows` of x, or all), then, per k: the size of each
     cluster and the inertia over all rows (each weighted), and every rule's measures on the
-    scoring sample. A rule whose measure raises is left out of the record, with a warning."""
+    scoring sample. A rule whose measure raises is left out of the record, with a warning.
+
+    The smallest and the largest k are done first, and `after_ends({k: seconds})` is called with
+    their times: the two ends of the range are what an estimate of the rest is made from (each k
+    fits independently with the same seed, so the order changes no result). `desc` labels the bar."""
     from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
+
+    from mixbench.regroup import stages
 
     sample = np.asarray(x[scoring_sample(x.shape[0], seed)], dtype=np.float32)   # in a random order
     fit_on = x if fit_rows is None else np.asarray(x[np.sort(fit_rows)])
     measures = _distinct_measures(rules)
-    fits = []
-    for k in tqdm(ks, desc="k-means sweep", disable=not progress, leave=False):
+    ends = list(dict.fromkeys([ks[0], ks[-1]]))
+    fits, took = {}, {}
+    shown = stages.bar(len(ks), desc, "k", progress)
+    for k in [*ends, *(k for k in ks if k not in ends)]:
+        timer = stages.Timer()
         centroids = fit_centroids(fit_on, k, seed)
         sizes, inertia = sizes_and_inertia(x, centroids, weights)
         used = sizes[sizes > 0]
@@ -147,8 +158,22 @@ def sweep(x: np.ndarray, ks: list[int], seed: int, rules: dict[str, KRule], *, f
         with threadpool_limits(1):   # the measures are small too (silhouette on 5k points: 0.45 s alone, 1.1 s on two)
             for name, measure in measures.items():
                 row.update(_measured(name, measure, view))
-        fits.append(KFit(k=k, row=row, centroids=centroids))
-    return fits
+        fits[k] = KFit(k=k, row=row, centroids=centroids)
+        took[k] = timer.seconds
+        if after_ends is not None and len(took) == len(ends) and len(ks) > len(ends):
+            after_ends(dict(took))
+        shown.update(1)
+    shown.close()
+    return [fits[k] for k in ks]
+
+
+def sweep_estimate(ks: list[int], took: dict[int, float]) -> float:
+    """Seconds the k values not yet done will take, from the times of the two ends of the range:
+    a straight line in k between them (k-means' steps grow with k; the rules' measures on the
+    scoring sample, and the fixed costs, hardly do)."""
+    low, high = min(took), max(took)
+    slope = (took[high] - took[low]) / (high - low) if high > low else 0.0
+    return sum(max(0.0, took[low] + slope * (k - low)) for k in ks if k not in took)
 
 
 def _distinct_measures(rules: dict[str, KRule]) -> dict[str, Callable[[Clustered], dict]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from mixbench.embedder import Embedder
 from mixbench.errors import MixbenchError
 from mixbench.k_rule import KRule
-from mixbench.regroup import clustering
+from mixbench.regroup import clustering, stages
 from mixbench.regroup.duplicates import representatives
 from mixbench.regroup.embeddings import embed_with_cache
 from mixbench.regroup.spec import KChoice
@@ -45,6 +45,9 @@ class Regrouping:
     choice: KChoice = KChoice()  # the rule that chose k, the smallest cluster allowed, the collapse
     scored_on: int = 0          # points the rules measured (the scoring sample)
     clustered: int = 0          # points k-means saw (fewer than the training examples when collapsed)
+    # Seconds per stage this call spent: "embedding", "k_sweep", "assignment" (a stage served
+    # from the cache is absent).
+    seconds: dict = field(default_factory=dict, compare=False)
 
     @property
     def domains(self) -> list[str]:
@@ -97,22 +100,28 @@ def regroup(data: TaskData, info: TaskInfo, embedder: Embedder, ks: list[int], *
     eval_texts = [example_text(e) for e in data.eval]
     _check_inputs(train_texts, eval_texts, ks, sample)
     ks = _ks_within_distinct(ks, len(set(train_texts)))
-    train_x, eval_x, cached, base = embed_with_cache(info, embedder, train_texts, eval_texts, progress)
+    seconds: dict[str, float] = {}
+    train_x, eval_x, cached, base = embed_with_cache(info, embedder, train_texts, eval_texts, progress,
+                                                     seconds=seconds)
     result = regroup_vectors(train_x, eval_x, ks, seed=seed, sample=sample, choice=choice, progress=progress,
-                             cache=base)
+                             cache=base, seconds=seconds, label=info.name)
     silhouette = next((row.get("silhouette") for row in result.sweep if row["k"] == _chosen_k(result)), None)
     return Regrouping(embedder=embedder.identity(), k=result.k, silhouette=silhouette, sweep=result.sweep,
                       train_labels=result.train_labels, eval_labels=result.eval_labels, cached_embeddings=cached,
-                      choice=choice, scored_on=result.scored_on, clustered=result.clustered)
+                      choice=choice, scored_on=result.scored_on, clustered=result.clustered, seconds=seconds)
 
 
 def regroup_vectors(train_x: np.ndarray, eval_x: np.ndarray, ks: list[int], *, seed: int = 0,
                     sample: int | None = None, choice: KChoice | None = None, progress: bool = False,
-                    cache: Path | None = None, measured: tuple[str, ...] | None = None) -> Clustering:
+                    cache: Path | None = None, measured: tuple[str, ...] | None = None,
+                    seconds: dict | None = None, label: str = "") -> Clustering:
     """Regroup's clustering of embeddings (arrays or memory maps, any size): the sweep over `ks`
     (cached at `cache`-sweep-*.npz when given), the k `choice` picks, and the labels of every
     training and eval row (cached at `cache`-groups-*.npz). Every registered rule's measures are
-    recorded, or only those of the rules in `measured` (the chosen rule's always)."""
+    recorded, or only those of the rules in `measured` (the chosen rule's always). The seconds of
+    the sweep and of the assignment are added to `seconds` ("k_sweep", "assignment") when given;
+    `label` (a task's name) names what is clustered in the sweep's announcement."""
+    seconds = seconds if seconds is not None else {}
     choice = choice or KChoice()
     rules = {name: rule for name, rule in _rules().items()
              if measured is None or name in measured or name == choice.rule}
@@ -126,10 +135,13 @@ def regroup_vectors(train_x: np.ndarray, eval_x: np.ndarray, ks: list[int], *, s
     sweep_path = None if cache is None else _beside(cache, f"sweep-{sweep_key}")
     fits, representative = _load_sweep(sweep_path, ks)
     if fits is None:
-        fits, representative = _sweep(train_x, ks, seed, sample, choice.collapse, rules, progress)
+        with stages.timed(seconds, "k_sweep"):
+            fits, representative = _sweep(train_x, ks, seed, sample, choice.collapse, rules, progress,
+                                          where=sweep_path, label=label)
         _save_sweep(sweep_path, fits, representative)
     best = _choose(fits, rules[choice.rule], choice)
-    result = _labels(train_x, eval_x, best, representative, fits, progress)
+    with stages.timed(seconds, "assignment"):
+        result = _labels(train_x, eval_x, best, representative, fits, progress)
     _save_groups(groups_path, result)
     return result
 
@@ -141,8 +153,9 @@ def _rules() -> dict[str, KRule]:
     return {name: registry.k_rules.create(name) for name in registry.k_rules.names()}
 
 
-def _sweep(train_x, ks, seed, sample, collapse, rules, progress):
-    """(the fits for every k, the representative of each training row or None)."""
+def _sweep(train_x, ks, seed, sample, collapse, rules, progress, where: Path | None = None, label: str = ""):
+    """(the fits for every k, the representative of each training row or None). Announced in one
+    line: before the first fit when there is one k, else once the first k is done and timed."""
     representative, weights, points = None, None, train_x
     if collapse is not None:
         representative = representatives(train_x, collapse, seed, progress)
@@ -158,8 +171,22 @@ def _sweep(train_x, ks, seed, sample, collapse, rules, progress):
     fit_rows = None
     if fit_size < len(points):
         fit_rows = np.random.default_rng(seed).choice(len(points), size=fit_size, replace=False)
-    return clustering.sweep(points, ks, seed, rules, fit_rows=fit_rows, weights=weights,
-                            progress=progress), representative
+    what = (f"k-means of {len(points):,} training texts{f' of {label}' if label else ''}"
+            + (f" (fitted on {fit_size:,} of them)" if fit_size < len(points) else ""))
+    cached = f"; cached in {where}" if where is not None else ""
+    scored = f"every k rule measured on {min(len(points), clustering.SCORE_SAMPLE):,} of them"
+
+    def announce(took: dict[int, float]) -> None:
+        done = ", ".join(f"k = {k} took {stages.took(t)}" for k, t in took.items())
+        log.info("%s over k = %d..%d (%d values; %s): %s more (%s just now; the k between estimated on the line "
+                 "through them)%s", what, ks[0], ks[-1], len(ks), scored,
+                 stages.about(clustering.sweep_estimate(ks, took)), done, cached)
+
+    if len(ks) <= 2:   # nothing left to estimate once the ends are done: said before the fits
+        log.info("%s at k = %s (%s)%s", what, " and ".join(map(str, ks)), scored, cached)
+    return clustering.sweep(points, ks, seed, rules, fit_rows=fit_rows, weights=weights, progress=progress,
+                            after_ends=announce, desc=f"k-means sweep k={ks[0]}..{ks[-1]}" if len(ks) > 1
+                            else f"k-means k={ks[0]}"), representative
 
 
 def every_rule_choice(sweep: list[dict], min_cluster_size: int = 1) -> dict[str, int | None]:

@@ -82,7 +82,8 @@ class LanguageModelling(Workload):
             raise MixbenchError("--model clip is for image-text tasks; "
                                 "a text task takes 'gpt', 'smollm2' or an HF model directory")
         model, tokenizer = build_language_model(cfg.model, seq_len=cfg.seq_len, n_layer=cfg.n_layer,
-                                                n_head=cfg.n_head, n_embd=cfg.n_embd)
+                                                n_head=cfg.n_head, n_embd=cfg.n_embd, regime=cfg.regime,
+                                                trainable_blocks=cfg.trainable_blocks)
         return cls(model, tokenizer, cfg.seq_len)
 
     def encode(self, examples: list[Example], domains: tuple[str, ...]) -> EncodedSplit:

@@ -362,7 +362,9 @@ def write_manifest(out_dir: Path, manifest: dict) -> None:
 def _manifest(settings: PaperSettings, plans: list[TaskPlan], budgets: dict, selected: dict) -> dict:
     from mixbench import registry
 
-    budget = {name: {k: v for k, v in cfg.to_dict().items() if k != "seed"} for name, cfg in budgets.items()}
+    # identity(): settings added after a protocol was registered leave its digest as it was while
+    # they hold their defaults, so a rerun registered before them is still the same protocol.
+    budget = {name: {k: v for k, v in cfg.identity().items() if k != "seed"} for name, cfg in budgets.items()}
     registration = {p.task.task: p.registration(settings, budget[p.task.task]).to_dict() for p in plans}
     explicit = settings.seeds is not None
     exploratory = explicit and any(set(settings.seeds) - set(registered_seeds(row, settings.quick))
