@@ -90,6 +90,7 @@ def pretrain(out_dir: Path, *, steps: int | None = None, progress: bool = True) 
         losses = [float(x) for x in plan.resume.payload["history"]["train_losses"]] if plan.resume else []
         return Outcome(done, done >= cfg.steps and (out_dir / "base.pt").is_file(), losses, out_dir)
 
+    _announce(out_dir, done, target, len(data.train), shipped)
     history = RunHistory()
     stop = _StopAfter(target) if target < cfg.steps else None
     rows = _RowsOfFirstSteps(recipe.SLICE_STEPS) if corpus is not None and done == 0 else None
@@ -119,6 +120,22 @@ def pretrain(out_dir: Path, *, steps: int | None = None, progress: bool = True) 
     _write_progress(out_dir, history)
     _write_base(out_dir, plan, history, corpus, time.perf_counter() - started)
     return Outcome(len(history.train_losses), True, list(history.train_losses), out_dir)
+
+
+def _announce(out_dir: Path, done: int, target: int, rows: int | None, shipped: dict | None) -> None:
+    """One line before the work: what it trains, how long it should take (at the shipped base's
+    measured seconds per step, where that was built), where it checkpoints."""
+    import click
+
+    from mixbench.regroup.stages import about
+
+    cfg = recipe.CONFIG
+    rate = shipped["seconds_total"] / cfg.steps if shipped and shipped.get("seconds_total") else None
+    estimate = f"; {about((target - done) * rate)} at the shipped base's {rate:.1f} s/step" if rate else ""
+    start = f"from step {done} " if done else ""
+    corpus = f" of {rows:,} corpus rows" if rows else ""
+    click.echo(f"pretraining the base {start}to step {target} ({cfg.batch_size} × {cfg.seq_len} bytes per step"
+               f"{corpus}){estimate}; checkpoint in {out_dir}", err=True)
 
 
 def _shipped_recipe() -> dict | None:
