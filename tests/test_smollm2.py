@@ -20,14 +20,9 @@ from mixbench.models import build_language_model
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("smollm2-cache")
-
-
 @pytest.fixture
-def smollm2(shared_cache, monkeypatch):
-    monkeypatch.setenv("MIXBENCH_CACHE", str(shared_cache))
+def smollm2(smollm2_cache, monkeypatch):
+    monkeypatch.setenv("MIXBENCH_CACHE", str(smollm2_cache))
     return build_language_model("smollm2", seq_len=32, n_layer=1, n_head=1, n_embd=8)
 
 
@@ -74,11 +69,11 @@ def test_smollm2_loads_offline_and_its_tap_matches_autograd_on_a_training_step(s
     assert torch.isfinite(loss)
 
 
-def test_exact_sums_that_do_not_fit_are_refused_in_one_line(run_cli, shared_cache, tmp_path):
+def test_exact_sums_that_do_not_fit_are_refused_in_one_line(run_cli, smollm2_cache, tmp_path):
     done = run_cli("run", "--algo", "rnb", "--task", "synthetic", "--domains", "original", "--model", "smollm2",
                    "--seq-len", "32", "--batch-size", "2", "--steps", "2", "--steps-per-round", "1",
                    "--tap-sums", "exact", "--tap-memory", "100", "--no-mlflow", "--no-progress",
-                   env={"MIXBENCH_CACHE": str(shared_cache)})
+                   env={"MIXBENCH_CACHE": str(smollm2_cache)})
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "need 432 MiB, over --tap-memory 100" in lines[0], done.stderr
