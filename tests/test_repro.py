@@ -47,3 +47,14 @@ def test_a_bad_repro_command_is_one_line_and_exit_2(args, tmp_path, monkeypatch)
     if args and args[0] == "check":
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and errors[0].startswith(f"error: cannot read golden file {args[1]}: "), result.stderr
+
+
+def test_the_module_spelling_runs_the_repro_command_rather_than_nothing(tmp_path):
+    """`python -m mixbench.experiments.repro check GOLDEN` (the spelling older notes use) is the
+    `mixbench repro` command, errors included, not an import that exits 0 having checked nothing."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "mixbench.experiments.repro", "check", str(tmp_path / "none.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "cannot read golden file" in done.stderr

@@ -72,3 +72,13 @@ def read_golden(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise MixbenchError(f"cannot read golden file {path}: {exc}") from None
+
+
+if __name__ == "__main__":
+    # The older spelling, `python -m mixbench.experiments.repro check GOLDEN`, is `mixbench repro`:
+    # run that command rather than import this module and silently do nothing.
+    import runpy
+    import sys
+
+    sys.argv = ["mixbench", "repro", *sys.argv[1:]]
+    runpy.run_module("mixbench", run_name="__main__")
